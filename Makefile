@@ -1,0 +1,41 @@
+# `make run` serves the default model; `make test` runs every test. Both set up what they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 5000
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: run test test-quick compile train-digits clean
+
+$(VENV)/.serve-installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.serve-installed
+
+# The Procfile's own web command, bound to HOST:PORT (Swagger UI at http://127.0.0.1:5000/).
+run: $(VENV)/.serve-installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" HOST=$(HOST) PORT=$(PORT) sh -c "$$(sed -n 's/^web: //p' Procfile)"
+
+test: $(VENV)/.dev-installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-quick: $(VENV)/.dev-installed
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Recompile every model whose model.json / weights changed (writes model.tflite + manifest).
+compile: $(VENV)/.dev-installed
+	$(VENV)/bin/flask --app application models compile --if-stale
+
+# Retrain the default model from scikit-learn's bundled digits, then compile it.
+train-digits: $(VENV)/.dev-installed
+	$(PY) scripts/train_digits.py
+	$(VENV)/bin/flask --app application models compile digits
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-output

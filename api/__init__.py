@@ -1,0 +1,57 @@
+"""Assembles the flask-restx Api: health, one namespace per model, errors mapped once."""
+from __future__ import annotations
+
+from flask import Flask, current_app, request
+from flask_restx import Api
+from werkzeug.exceptions import HTTPException
+
+from api import health, schemas
+from api.models import make_namespace
+from util.errors import PayloadTooLarge, ServiceError
+from util.serving import Registry
+
+DESCRIPTION = (
+    "Image classification with Keras models compiled to TFLite. Each model has its own section: "
+    "`POST /<model>/prediction` with a multipart `image` file returns the top labels. "
+    "Errors are JSON: `{\"message\": ..., \"error\": <code>}`."
+)
+
+
+def http_error_body(exc: HTTPException, registry: Registry) -> dict[str, str]:
+    """werkzeug's HTTP errors in the service's error shape, with a hint for unknown URLs."""
+    code = (exc.name or "error").lower().replace(" ", "_")
+    message = exc.description or exc.name
+    if exc.code == 413:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return PayloadTooLarge(f"the request body is larger than the {limit} byte limit "
+                               "(MAX_CONTENT_LENGTH)").to_dict()
+    if exc.code == 404:
+        models = ", ".join(f"/{name}/prediction" for name in registry.models) or "none"
+        message = f"no such URL: {request.path}. Prediction routes: {models}; API documentation at /"
+    return {"message": message, "error": code}
+
+
+def create_api(app: Flask, registry: Registry, version: str) -> Api:
+    app.config.setdefault("RESTX_ERROR_404_HELP", False)
+    app.config.setdefault("RESTX_MASK_SWAGGER", False)
+    api = Api(app, version=version, title="Keras image classification API", description=DESCRIPTION,
+              doc="/", catch_all_404s=True)
+
+    api.add_model(schemas.error.name, schemas.error)
+
+    @api.errorhandler(ServiceError)
+    @api.response(400, "Error", schemas.error)
+    def service_error(exc: ServiceError) -> tuple[dict, int]:
+        """A request the service refused, with the reason (status per error code)."""
+        return exc.to_dict(), exc.status
+
+    @api.errorhandler(HTTPException)
+    @api.response(404, "Error", schemas.error)
+    def http_error(exc: HTTPException) -> tuple[dict, int]:
+        """An HTTP-level error (unknown URL, method not allowed, body too large)."""
+        return http_error_body(exc, registry), exc.code or 500
+
+    api.add_namespace(health.ns)
+    for served in registry.models.values():
+        api.add_namespace(make_namespace(served))
+    return api

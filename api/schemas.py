@@ -1,0 +1,59 @@
+"""Response schemas shared by every namespace (registered per namespace with `add_models`)."""
+from __future__ import annotations
+
+from flask_restx import Model, Namespace, fields
+
+error = Model("Error", {
+    "message": fields.String(required=True, description="What went wrong, for a person",
+                             example="the uploaded file is not a readable image"),
+    "error": fields.String(required=True, description="A stable machine-readable code", example="invalid_image"),
+})
+
+label_score = Model("LabelScore", {
+    "label": fields.String(required=True, example="7"),
+    "confidence": fields.Float(required=True, description="Probability from 0 to 1", example=0.993),
+})
+
+prediction = Model("Prediction", {
+    "label": fields.String(required=True, description="The most likely label", example="7"),
+    "confidence": fields.Float(required=True, description="Its probability from 0 to 1", example=0.993),
+    "predictions": fields.List(fields.Nested(label_score), required=True, description="Top-k labels, best first"),
+    "model": fields.String(required=True, example="digits"),
+    "version": fields.Integer(required=True, example=1),
+})
+
+preprocessing = Model("Preprocessing", {
+    "resize": fields.String(enum=["stretch", "pad", "crop"]),
+    "resample": fields.String(example="bilinear"),
+    "scale": fields.String(enum=["unit", "tf", "torch", "caffe", "raw"]),
+    "invert": fields.Boolean(),
+    "autocontrast": fields.Boolean(),
+})
+
+model_info = Model("ModelInfo", {
+    "name": fields.String(required=True, example="digits"),
+    "version": fields.Integer(required=True, example=1),
+    "title": fields.String(example="Handwritten digits"),
+    "description": fields.String(),
+    "labels": fields.List(fields.String, required=True),
+    "input_shape": fields.List(fields.Integer, description="Height, width, channels", example=[8, 8, 1]),
+    "preprocessing": fields.Nested(preprocessing),
+    "runtime": fields.String(enum=["tflite", "keras"], description="Null until the model is loaded"),
+    "ready": fields.Boolean(),
+    "source_sha256": fields.Raw(description="sha256 of model.json and the weights file, by file name",
+                                example={"model.json": "9f2c...", "weights.h5": "41ab..."}),
+    "verified_max_abs_diff": fields.Float(description="Largest Keras vs TFLite difference seen at compile time"),
+    "tolerance": fields.Float(example=1e-4),
+    "compiled_at": fields.String(example="2026-11-24T10:00:00+00:00"),
+})
+
+health = Model("Health", {
+    "status": fields.String(required=True, enum=["ok", "loading", "failed"], example="ok"),
+    "models": fields.Raw(description="Per model: true when loaded", example={"digits": True}),
+    "message": fields.String(description="Why the service is not ready"),
+})
+
+
+def add_models(ns: Namespace, *models: Model) -> None:
+    for model in models:
+        ns.add_model(model.name, model)

@@ -1,0 +1,23 @@
+"""gunicorn settings for the Procfile, Docker and `make run` (gunicorn also reads this file by default).
+
+Models load in each worker after fork (`post_worker_init`): interpreters are never shared
+across processes, and a model that cannot load stops the server with its reason.
+"""
+import os
+
+workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
+threads = int(os.environ.get("GUNICORN_THREADS") or 4)
+worker_class = "gthread"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 60)
+graceful_timeout = 20
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+control_socket_disable = True  # not used, and one fixed path would clash between servers
+# util.config shares the cores among workers for LiteRT's thread pools.
+os.environ.setdefault("WEB_CONCURRENCY", str(workers))
+
+
+def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
+    worker.wsgi.extensions["registry"].load_all()

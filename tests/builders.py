@@ -1,0 +1,56 @@
+"""Tiny, deterministic models and images for tests (TensorFlow imported only when building).
+
+`colors` (Keras 3, `.weights.h5`, RGB): labels red/green/blue by mean colour.
+`shades` (tf.keras 2 via tf_keras, legacy `weights.h5`, greyscale): dark/light by mean level.
+Their weights are set by hand, so the right answer for an image is known in advance.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+COLORS = ("red", "green", "blue")
+SHADES = ("dark", "light")
+
+
+def write_colors_model(path: Path, weights_name: str = "model.weights.h5") -> Path:
+    import keras
+    path.mkdir(parents=True, exist_ok=True)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    # softmax(10 * (mean colour - 0.5)): the dominant channel wins.
+    model.layers[-1].set_weights([np.eye(3, dtype=np.float32) * 10, np.full(3, -5, np.float32)])
+    (path / "model.json").write_text(model.to_json())
+    model.save_weights(str(path / "model.weights.h5"))
+    if weights_name != "model.weights.h5":
+        (path / "model.weights.h5").rename(path / weights_name)
+    (path / "labels.txt").write_text("\n".join(COLORS) + "\n")
+    (path / "model.yaml").write_text("title: Colours\ndescription: Dominant colour of the picture.\n")
+    return path
+
+
+def write_shades_model(path: Path) -> Path:
+    import tf_keras
+    path.mkdir(parents=True, exist_ok=True)
+    model = tf_keras.Sequential([tf_keras.layers.InputLayer((8, 8, 1)), tf_keras.layers.GlobalAveragePooling2D(),
+                                 tf_keras.layers.Dense(2, activation="softmax")])
+    # light when the mean level is above 0.5 (logits -10x+5 vs 10x-5).
+    model.layers[-1].set_weights([np.array([[-10.0, 10.0]], np.float32), np.array([5.0, -5.0], np.float32)])
+    (path / "model.json").write_text(model.to_json())
+    model.save_weights(str(path / "weights.h5"))  # tf.keras 2 legacy HDF5 layout
+    (path / "labels.txt").write_text("\n".join(SHADES) + "\n")
+    (path / "model.yaml").write_text("title: Shades\npreprocessing:\n  resize: crop\n")
+    return path
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def solid(color: tuple[int, ...] | int, size: tuple[int, int] = (32, 24), mode: str = "RGB") -> Image.Image:
+    return Image.new(mode, size, color)

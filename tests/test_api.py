@@ -1,0 +1,105 @@
+"""The HTTP surface through Flask's test client: spec, namespaces, metadata, health, predictions."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from openapi_spec_validator import validate
+
+from application import create_app
+from tests import builders
+from util.errors import ModelLoadError
+
+
+def post(client, model: str, data: bytes, **form: str):  # type: ignore[no-untyped-def]
+    return client.post(f"/{model}/prediction", data={"image": (io.BytesIO(data), "x.png"), **form},
+                       content_type="multipart/form-data")
+
+
+def test_swagger_ui_is_served_at_root(client) -> None:  # type: ignore[no-untyped-def]
+    page = client.get("/")
+    assert page.status_code == 200 and b"swagger-ui" in page.data
+    assert b"swagger.json" in page.data
+
+
+def test_spec_is_valid_swagger_2_with_a_namespace_per_model(client) -> None:  # type: ignore[no-untyped-def]
+    spec = client.get("/swagger.json").get_json()
+    validate(spec)  # raises on any violation of the Swagger 2.0 schema
+    assert spec["swagger"] == "2.0"
+    tags = {t["name"]: t.get("description", "") for t in spec["tags"]}
+    assert tags["colors"] == "Colours (v1): Dominant colour of the picture."
+    assert tags["shades"] == "Shades (v1)"
+    predict = spec["paths"]["/colors/prediction"]["post"]
+    assert predict["consumes"] == ["multipart/form-data"]
+    params = {p["name"]: p for p in spec["paths"]["/colors/prediction"]["parameters"]}
+    assert params["image"]["type"] == "file" and params["image"]["required"] is True
+    assert params["top_k"]["type"] == "integer"
+    documented = set(predict["responses"])
+    assert documented == {"200", "400", "413", "415", "422", "500", "503"}
+    for code, response in predict["responses"].items():
+        ref = response["schema"]["$ref"]
+        assert ref == ("#/definitions/Prediction" if code == "200" else "#/definitions/Error")
+    assert set(spec["paths"]) >= {"/colors/", "/shades/prediction", "/health/live", "/health/ready"}
+    assert predict["summary"] and "\n" not in predict["summary"]
+
+
+def test_prediction_body(client) -> None:  # type: ignore[no-untyped-def]
+    body = post(client, "colors", builders.encode(builders.solid((10, 200, 30)))).get_json()
+    assert body["label"] == "green" and body["model"] == "colors" and body["version"] == 1
+    assert [p["label"] for p in body["predictions"]][0] == "green" and len(body["predictions"]) == 3
+    assert body["confidence"] == body["predictions"][0]["confidence"] > 0.9
+    assert abs(sum(p["confidence"] for p in body["predictions"]) - 1) < 1e-5
+
+
+def test_top_k_from_query_string(client) -> None:  # type: ignore[no-untyped-def]
+    data = {"image": (io.BytesIO(builders.encode(builders.solid((200, 0, 0)))), "r.png")}
+    body = client.post("/colors/prediction?top_k=1", data=data).get_json()
+    assert len(body["predictions"]) == 1 and body["label"] == "red"
+
+
+def test_metadata(client) -> None:  # type: ignore[no-untyped-def]
+    info = client.get("/shades/").get_json()
+    assert info["name"] == "shades" and info["labels"] == ["dark", "light"]
+    assert info["input_shape"] == [8, 8, 1] and info["runtime"] == "tflite" and info["ready"] is True
+    assert info["preprocessing"] == {"resize": "crop", "resample": "bilinear", "scale": "unit",
+                                     "invert": False, "autocontrast": False}
+    assert set(info["source_sha256"]) == {"model.json", "weights.h5"}
+    assert 0 <= info["verified_max_abs_diff"] <= 1e-4
+
+
+def test_health(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/health/live").get_json()["status"] == "ok"
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200 and ready.get_json()["models"] == {"colors": True, "shades": True}
+
+
+def test_readiness_is_503_with_reason_when_a_model_cannot_load(tmp_path: Path, models_dir: Path) -> None:
+    import shutil
+    shutil.copytree(models_dir / "shades", tmp_path / "shades")
+    (tmp_path / "shades" / "model.tflite").write_bytes(b"not a flatbuffer")
+    app = create_app({"MODELS_DIR": str(tmp_path), "AUTO_COMPILE": False})
+    ready = app.test_client().get("/health/ready")
+    assert ready.status_code == 503
+    body = ready.get_json()
+    assert body["status"] == "failed" and "model.tflite is stale" in body["message"]
+    assert app.test_client().get("/health/live").status_code == 200
+
+
+def test_preload_refuses_to_start_naming_the_model(tmp_path: Path) -> None:
+    builders.write_colors_model(tmp_path / "colors")  # never compiled
+    with pytest.raises(ModelLoadError, match=r"colors.*model.tflite is missing.*AUTO_COMPILE is off"):
+        create_app({"MODELS_DIR": str(tmp_path), "AUTO_COMPILE": False, "PRELOAD_MODELS": True})
+
+
+def test_method_not_allowed_is_json(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.get("/colors/prediction")
+    assert response.status_code == 405 and response.get_json()["error"] == "method_not_allowed"
+
+
+def test_keras_runtime_serves_the_same_answers(models_dir: Path) -> None:
+    app = create_app({"MODELS_DIR": str(models_dir), "MODEL_RUNTIME": "keras", "PRELOAD_MODELS": True})
+    client = app.test_client()
+    assert client.get("/colors/").get_json()["runtime"] == "keras"
+    body = post(client, "colors", builders.encode(builders.solid((0, 0, 220)))).get_json()
+    assert body["label"] == "blue"

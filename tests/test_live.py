@@ -1,0 +1,100 @@
+"""A real gunicorn server started with the Procfile's web command, TensorFlow import-blocked."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from tests import builders
+from tests.conftest import ROOT, free_port, procfile_web
+
+pytestmark = pytest.mark.slow
+
+
+def post(url: str, data: bytes, name: str = "digit.png", session: requests.Session | None = None,
+         **form: str) -> requests.Response:
+    return (session or requests).post(url, files={"image": (name, data, "application/octet-stream")},
+                                      data=form, timeout=30)
+
+
+def test_blocker_really_blocks_tensorflow(tf_blocker: tuple[Path, Path], tmp_path: Path) -> None:
+    blocker, _ = tf_blocker
+    env = {**os.environ, "PYTHONPATH": str(blocker), "TF_IMPORT_MARKER": str(tmp_path / "probe.log")}
+    run = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env, capture_output=True, text=True)
+    assert run.returncode != 0 and "tensorflow is blocked" in run.stderr
+
+
+def test_digit_predicted_by_server_that_cannot_import_tensorflow(
+        live_server: str, tf_blocker: tuple[Path, Path], digits_split) -> None:  # type: ignore[no-untyped-def]
+    from util.digits import render, to_png
+    _, _, x_test, y_test = digits_split
+    for digit, label in list(zip(x_test, y_test))[:10]:
+        body = post(f"{live_server}/digits/prediction", to_png(render(digit))).json()
+        assert body["label"] == str(label), body
+    info = requests.get(f"{live_server}/digits/", timeout=10).json()
+    assert info["runtime"] == "tflite"
+    _, marker = tf_blocker
+    assert not marker.exists(), f"the server tried to import: {marker.read_text()}"
+
+
+def test_tf_keras_and_keras3_fixture_models_served_live(server_factory, models_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    with server_factory(MODELS_DIR=str(models_dir)) as url:
+        dark = post(f"{url}/shades/prediction", builders.encode(builders.solid(40, mode="L"))).json()
+        red = post(f"{url}/colors/prediction", builders.encode(builders.solid((230, 20, 20)), "JPEG"),
+                   name="r.jpg", top_k="2").json()
+    assert dark["label"] == "dark" and dark["model"] == "shades"
+    assert red["label"] == "red" and len(red["predictions"]) == 2
+
+
+def test_bad_input_over_http_is_json_4xx(live_server: str) -> None:
+    url = f"{live_server}/digits/prediction"
+    too_big = post(url, b"\0" * (10 * 1024 * 1024 + 1))
+    assert too_big.status_code == 413 and too_big.json()["error"] == "payload_too_large"
+    assert post(url, b"").json()["error"] == "invalid_image"
+    assert post(url, b"%PDF-1.4 not an image").status_code == 400
+    missing = requests.post(url, files={"picture": ("x.png", b"x")}, timeout=10)
+    assert missing.status_code == 400 and missing.json()["error"] == "missing_image"
+    unknown = requests.post(f"{live_server}/nope/prediction", files={"image": ("x.png", b"x")}, timeout=10)
+    assert unknown.status_code == 404 and "/digits/prediction" in unknown.json()["message"]
+    bad_k = post(url, builders.encode(builders.solid(255, mode="L")), top_k="11")
+    assert bad_k.status_code == 400 and bad_k.json()["error"] == "invalid_parameter"
+    # The server is still healthy after all of that.
+    assert requests.get(f"{live_server}/health/ready", timeout=10).status_code == 200
+
+
+def test_end_to_end_accuracy_matches_in_process(live_server: str, digits_split) -> None:  # type: ignore[no-untyped-def]
+    from util.digits import render, to_png
+    from util.image import preprocess
+    from util.models import discover, load_keras
+    _, _, x_test, y_test = digits_split
+    uploads = [to_png(render(digit)) for digit in x_test]
+    spec = {s.name: s for s in discover(ROOT / "saved_models")}["digits"]
+    model = load_keras(spec)
+    batch = np.stack([preprocess(data, (8, 8, 1), spec.preprocessing, 40_000_000) for data in uploads])
+    in_process = float(np.mean(np.argmax(np.asarray(model(batch)), axis=1) == y_test))
+    with requests.Session() as session, ThreadPoolExecutor(4) as pool:
+        labels = list(pool.map(lambda d: post(f"{live_server}/digits/prediction", d, session=session)
+                               .json()["label"], uploads))
+    served = float(np.mean(np.array(labels) == y_test.astype(str)))
+    print(f"held-out digits: in-process {in_process:.2%}, live server {served:.2%} (n={len(y_test)})")
+    assert served >= 0.97
+    assert abs(served - in_process) <= 0.005
+
+
+def test_server_refuses_to_start_when_a_model_is_stale(tmp_path: Path, models_dir: Path,
+                                                       tf_blocker: tuple[Path, Path]) -> None:
+    builders.write_colors_model(tmp_path / "colors")  # sources without a compiled artifact
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "HOST": "127.0.0.1", "PORT": str(free_port()), "MODELS_DIR": str(tmp_path), "AUTO_COMPILE": "0",
+           "PYTHONPATH": f"{tf_blocker[0]}{os.pathsep}{ROOT}", "TF_IMPORT_MARKER": str(tmp_path / "m.log")}
+    run = subprocess.run(["sh", "-c", procfile_web()], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode != 0
+    assert f"cannot load model from {tmp_path / 'colors'}: model.tflite is missing" in run.stdout + run.stderr
+    assert "flask --app application models compile colors" in run.stdout + run.stderr

@@ -1,0 +1,1 @@
+"""Framework-free logic: configuration, errors, images, models, compilation, runtimes."""

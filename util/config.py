@@ -1,0 +1,63 @@
+"""Settings in layers: documented defaults, then the environment (and `.env`), then a mapping.
+
+Every key here is also a Flask config key, so `create_app({"MODELS_DIR": ...})` overrides it.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable
+
+from dotenv import load_dotenv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bool(value: str) -> bool:
+    if value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.strip().lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean, got {value!r}")
+
+
+# name -> (default, parser, description); the README's configuration table mirrors this.
+SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
+    "MODELS_DIR": (str(ROOT / "saved_models"), str, "directory holding one sub-directory per model"),
+    "MODEL_RUNTIME": ("auto", str, "auto (TFLite when verified, else Keras), tflite or keras"),
+    "MAX_CONTENT_LENGTH": (10 * 1024 * 1024, int, "largest accepted request body in bytes (413 above)"),
+    "MAX_IMAGE_PIXELS": (40_000_000, int, "largest accepted image in pixels, width x height (422 above)"),
+    "DEFAULT_TOP_K": (5, int, "predictions returned when the request gives no top_k"),
+    "INTERPRETER_THREADS": (0, int, "LiteRT threads per interpreter; 0 = cores / gunicorn workers"),
+    "COMPILE_TOLERANCE": (1e-4, float, "largest max-abs-diff between Keras and TFLite that is accepted"),
+    "AUTO_COMPILE": (True, _bool, "compile stale or missing artifacts at start-up (child process, needs TensorFlow)"),
+    "PRELOAD_MODELS": (False, _bool, "load every model in create_app (gunicorn loads them after fork instead)"),
+}
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return defaults, updated from the environment (and `.env`), then from `overrides`."""
+    load_dotenv(ROOT / ".env", override=False)
+    settings: dict[str, Any] = {}
+    for name, (default, parse, _) in SETTINGS.items():
+        raw = os.environ.get(name)
+        if raw is None or raw == "":
+            settings[name] = default
+            continue
+        try:
+            settings[name] = parse(raw)
+        except ValueError as exc:
+            raise ValueError(f"environment variable {name}={raw!r} is invalid: {exc}") from None
+    settings.update(overrides or {})
+    if settings["MODEL_RUNTIME"] not in {"auto", "tflite", "keras"}:
+        raise ValueError(f"MODEL_RUNTIME must be auto, tflite or keras, not {settings['MODEL_RUNTIME']!r}")
+    return settings
+
+
+def interpreter_threads(configured: int) -> int:
+    """Threads per interpreter: explicit, or the cores shared out among gunicorn workers."""
+    if configured > 0:
+        return configured
+    workers = max(1, int(os.environ.get("WEB_CONCURRENCY", "0") or 0) or 1)
+    return max(1, (os.cpu_count() or 1) // workers)

@@ -1,0 +1,172 @@
+"""Image bytes -> model input array, following a model's `preprocessing` settings.
+
+Pure functions, no Flask: decoding is defensive (size checked from the header before any
+pixel is decoded) because every byte here comes from the network.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from util.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
+
+# Pillow identifies more formats than we want to parse from strangers (EPS runs Ghostscript).
+ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP", "TIFF", "DIB"})
+RESIZE_MODES = ("stretch", "pad", "crop")
+SCALES = ("unit", "tf", "torch", "caffe", "raw")
+RESAMPLING = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+              "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
+              "box": Image.Resampling.BOX}
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+WHITE = 255
+INPUT_RANGES = {"unit": (0.0, 1.0), "tf": (-1.0, 1.0), "raw": (0.0, 255.0),
+                "torch": (-2.2, 2.7), "caffe": (-124.0, 152.0)}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model wants its pixels: see README "model.yaml" for each key."""
+
+    resize: str = "stretch"
+    resample: str = "bilinear"
+    scale: str = "unit"
+    invert: bool = False
+    autocontrast: bool = False
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> "Preprocessing":
+        raw = dict(raw or {})
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown preprocessing keys: {sorted(unknown)}")
+        p = cls(**raw)
+        for key, allowed in (("resize", RESIZE_MODES), ("scale", SCALES), ("resample", tuple(RESAMPLING))):
+            if getattr(p, key) not in allowed:
+                raise ValueError(f"preprocessing.{key} must be one of {list(allowed)}, not {getattr(p, key)!r}")
+        for key in ("invert", "autocontrast"):
+            if not isinstance(getattr(p, key), bool):
+                raise ValueError(f"preprocessing.{key} must be true or false")
+        return p
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Identify and fully decode the first frame of `data`, upright, or raise a 4xx error."""
+    if not data:
+        raise InvalidImage("the uploaded file is empty")
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit (below) is stricter; Pillow's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"image is too large in pixels: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImage(f"the uploaded file is not a readable image ({exc.__class__.__name__})") from None
+    if image.format not in ACCEPTED_FORMATS:
+        raise UnsupportedMediaType(
+            f"image format {image.format} is not accepted; send PNG, JPEG, GIF, WebP, BMP or TIFF")
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InvalidImage("the image has no pixels")
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    return image
+
+
+def decode(data: bytes, max_pixels: int, target: tuple[int, int] | None = None) -> Image.Image:
+    """Decode to a loaded, upright first frame; JPEGs are DCT-downscaled towards `target`."""
+    image = open_image(data, max_pixels)
+    try:
+        if target and image.format == "JPEG":
+            # Decoding at 1/2..1/8 scale is much faster and still at least the target size.
+            side = max(target)
+            image.draft(image.mode, (side, side))
+        image.seek(0)  # animated GIF / WebP / multi-page TIFF: the first frame
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"image is too large in pixels: {exc}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError) as exc:
+        raise InvalidImage(f"the image data is corrupt or truncated ({exc})") from None
+    return image
+
+
+def to_mode(image: Image.Image, channels: int) -> Image.Image:
+    """Greyscale (1 channel) or RGB (3), with any transparency composited on white."""
+    if image.mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
+        image = _high_depth_to_l(image)
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in {"RGBA", "LA", "PA", "RGBa", "La"} or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (WHITE, WHITE, WHITE, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("L" if channels == 1 else "RGB")
+
+
+def _high_depth_to_l(image: Image.Image) -> Image.Image:
+    """16-bit and float images: scale to 8 bits instead of Pillow's clipping."""
+    arr = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16") or (image.mode == "I" and arr.max(initial=0) > 255):
+        arr = arr / 257.0
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+
+
+def resize(image: Image.Image, size: tuple[int, int], mode: str, resample: str) -> Image.Image:
+    """Resize to (width, height) by stretching, letterboxing on white, or centre-cropping."""
+    method = RESAMPLING[resample]
+    if mode == "stretch" or image.size == size:
+        return image.resize(size, method)
+    if mode == "crop":
+        return ImageOps.fit(image, size, method)
+    fill = WHITE if image.mode == "L" else (WHITE, WHITE, WHITE)
+    return ImageOps.pad(image, size, method, color=fill)
+
+
+def to_array(image: Image.Image, p: Preprocessing) -> np.ndarray:
+    """Pixels (H, W, C) as float32, inverted / contrast-stretched / scaled as configured."""
+    x = np.asarray(image, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if p.invert:
+        x = 255.0 - x
+    if p.autocontrast:
+        low, high = float(x.min()), float(x.max())
+        x = (x - low) * (255.0 / (high - low)) if high > low else np.zeros_like(x)
+    if p.scale == "unit":
+        return x / 255.0
+    if p.scale == "tf":
+        return x / 127.5 - 1.0
+    if p.scale == "torch":
+        return (x / 255.0 - IMAGENET_MEAN[: x.shape[2]]) / IMAGENET_STD[: x.shape[2]]
+    if p.scale == "caffe":  # BGR order, ImageNet mean subtracted, no scaling
+        return x[:, :, ::-1] - CAFFE_MEAN_BGR if x.shape[2] == 3 else x - CAFFE_MEAN_BGR.mean()
+    return x
+
+
+def preprocess_image(image: Image.Image, shape: tuple[int, int, int], p: Preprocessing) -> np.ndarray:
+    """A decoded image -> model input of `shape` (height, width, channels)."""
+    height, width, channels = shape
+    image = to_mode(image, channels)
+    image = resize(image, (width, height), p.resize, p.resample)
+    return to_array(image, p)
+
+
+def preprocess(data: bytes, shape: tuple[int, int, int], p: Preprocessing, max_pixels: int) -> np.ndarray:
+    """Uploaded bytes -> model input of `shape`; raises util.errors on bad input."""
+    image = decode(data, max_pixels, target=(shape[1], shape[0]))
+    return preprocess_image(image, shape, p)
+
+
+def input_range(p: Preprocessing) -> tuple[float, float]:
+    """The range of values `to_array` produces, for sampling verification inputs."""
+    return INPUT_RANGES[p.scale]
