@@ -114,10 +114,17 @@ def to_mode(image: Image.Image, channels: int) -> Image.Image:
 
 
 def _high_depth_to_l(image: Image.Image) -> Image.Image:
-    """16-bit and float images: scale to 8 bits instead of Pillow's clipping."""
+    """16-bit, 32-bit and float images: scale to 8 bits instead of Pillow's clipping.
+
+    The range is read off the data where the mode does not fix it: floats up to 1.0 are
+    0..1, values up to 255 are already 8-bit, anything larger is 16-bit.
+    """
     arr = np.asarray(image, dtype=np.float64)
-    if image.mode.startswith("I;16") or (image.mode == "I" and arr.max(initial=0) > 255):
+    peak = float(arr.max(initial=0))
+    if image.mode.startswith("I;16") or peak > 255:
         arr = arr / 257.0
+    elif image.mode == "F" and peak <= 1.0:
+        arr = arr * 255.0
     return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
 
 
@@ -141,7 +148,8 @@ def to_array(image: Image.Image, p: Preprocessing) -> np.ndarray:
         x = 255.0 - x
     if p.autocontrast:
         low, high = float(x.min()), float(x.max())
-        x = (x - low) * (255.0 / (high - low)) if high > low else np.zeros_like(x)
+        if high > low:  # a flat image has no contrast to stretch and stays as it is
+            x = (x - low) * (255.0 / (high - low))
     if p.scale == "unit":
         return x / 255.0
     if p.scale == "tf":
