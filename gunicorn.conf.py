@@ -19,5 +19,18 @@ control_socket_disable = True  # not used, and one fixed path would clash betwee
 os.environ.setdefault("WEB_CONCURRENCY", str(workers))
 
 
+def _registry(worker):  # noqa: ANN001, ANN202
+    return getattr(getattr(worker, "wsgi", None), "extensions", {}).get("registry")
+
+
 def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
-    worker.wsgi.extensions["registry"].load_all()
+    registry = _registry(worker)
+    if registry is not None:  # bench/ servers are plain Flask apps
+        registry.load_all()
+
+
+def worker_exit(server, worker):  # noqa: ANN001
+    # Requests already queued in a batcher are answered before the worker goes.
+    registry = _registry(worker)
+    if registry is not None:
+        registry.close()

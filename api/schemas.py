@@ -45,6 +45,8 @@ model_info = Model("ModelInfo", {
     "verified_max_abs_diff": fields.Float(description="Largest Keras vs TFLite difference seen at compile time"),
     "tolerance": fields.Float(example=1e-4),
     "compiled_at": fields.String(example="2026-11-24T10:00:00+00:00"),
+    "batching": fields.Raw(description="max_batch_size and max_batch_delay_ms in force",
+                           example={"max_batch_size": 4, "max_batch_delay_ms": 2.0}),
 })
 
 health = Model("Health", {

@@ -32,6 +32,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "INTERPRETER_THREADS": (0, int, "LiteRT threads per interpreter; 0 = cores / gunicorn workers"),
     "COMPILE_TOLERANCE": (1e-4, float, "largest max-abs-diff between Keras and TFLite that is accepted"),
     "AUTO_COMPILE": (True, _bool, "compile stale or missing artifacts at start-up (child process, needs TensorFlow)"),
+    "MAX_BATCH_SIZE": (1, int, "largest micro-batch per model (1 = no batching); model.yaml `batching` overrides"),
+    "MAX_BATCH_DELAY_MS": (2.0, float, "longest wait for a batch to fill while other requests are being decoded"),
     "PRELOAD_MODELS": (False, _bool, "load every model in create_app (gunicorn loads them after fork instead)"),
 }
 

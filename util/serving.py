@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 
 from util.compile import artifact_status, ensure_compiled, tensorflow_installed
 from util.config import interpreter_threads
-from util.errors import InferenceError, InvalidParameter, ModelLoadError, NotFound
+from util.batching import BatchingRuntime
+from util.errors import InferenceError, InvalidParameter, ModelLoadError, NotFound, ServiceError
 from util.image import preprocess
 from util.models import ModelSpec, discover
 from util.runtimes import Runtime, as_probabilities, open_runtime
@@ -55,8 +57,24 @@ class ServedModel:
                                          f"{'MODEL_RUNTIME=tflite' if wanted == 'tflite' else 'TensorFlow is not installed'}")
                 log.warning("model %s: serving with the Keras runtime because %s", self.spec.name, reason)
             threads = interpreter_threads(self.settings["INTERPRETER_THREADS"])
-            self.runtime = open_runtime(self.spec, kind, threads)
-            log.info("model %s v%s ready on %s", self.spec.name, self.spec.version, kind)
+            runtime = open_runtime(self.spec, kind, threads)
+            size, delay = self.batching()
+            if size > 1:
+                runtime = BatchingRuntime(runtime, size, delay, name=self.spec.name)
+            self.runtime = runtime
+            log.info("model %s v%s ready on %s (batches of up to %d, %g ms)", self.spec.name, self.spec.version,
+                     kind, size, delay)
+
+    def batching(self) -> tuple[int, float]:
+        """(max_batch_size, max_batch_delay_ms): model.yaml, else the global settings."""
+        own = self.spec.batching
+        return (own.get("max_batch_size", self.settings["MAX_BATCH_SIZE"]),
+                own.get("max_batch_delay_ms", self.settings["MAX_BATCH_DELAY_MS"]))
+
+    def close(self) -> None:
+        """Finish queued requests (a batching runtime drains its queue)."""
+        if isinstance(self.runtime, BatchingRuntime):
+            self.runtime.close()
 
     def top_k(self, raw: str | None) -> int:
         """Parse and bound the requested number of predictions."""
@@ -76,9 +94,13 @@ class ServedModel:
         if self.runtime is None:
             self.load()
         assert self.runtime is not None
-        x = preprocess(data, self.runtime.input_shape, self.spec.preprocessing, self.settings["MAX_IMAGE_PIXELS"])
+        # A batcher holds a batch open for requests still being decoded.
+        with getattr(self.runtime, "incoming", nullcontext)():
+            x = preprocess(data, self.runtime.input_shape, self.spec.preprocessing, self.settings["MAX_IMAGE_PIXELS"])
         try:
             probabilities = as_probabilities(self.runtime.predict(x[None]))[0]
+        except ServiceError:
+            raise
         except Exception as exc:
             log.exception("model %s: inference failed", self.spec.name)
             raise InferenceError(f"inference failed in model {self.spec.name}: {exc}") from None
@@ -98,6 +120,7 @@ class ServedModel:
             "runtime": self.runtime.kind if self.runtime else None, "ready": self.ready,
             "source_sha256": manifest.get("sources"), "verified_max_abs_diff": verification.get("max_abs_diff"),
             "tolerance": verification.get("tolerance"), "compiled_at": manifest.get("compiled_at"),
+            "batching": dict(zip(("max_batch_size", "max_batch_delay_ms"), self.batching())),
         }
 
 
@@ -116,6 +139,10 @@ class Registry:
     def load_all(self) -> None:
         for model in self.models.values():
             model.load()
+
+    def close(self) -> None:
+        for model in self.models.values():
+            model.close()
 
     @property
     def ready(self) -> bool:

@@ -1,0 +1,96 @@
+"""A closed-loop HTTP/1.1 load generator, run in its own process: N keep-alive connections,
+each posting pre-encoded multipart bodies back to back; prints one JSON line of results.
+
+Raw asyncio streams keep the generator's own CPU cost small next to the server's.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BOUNDARY = "bench" + uuid.uuid4().hex
+
+
+def multipart(image: bytes, filename: str) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def request(host: str, path: str, body: bytes) -> bytes:
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n")
+    return head.encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("connection closed")
+    status = int(status_line.split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return status
+
+
+async def connection(host: str, port: int, payloads: list[bytes], offset: int, stop: float, warm: float,
+                     latencies: list[float], errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    i = offset
+    try:
+        while (start := time.perf_counter()) < stop:
+            writer.write(payloads[i % len(payloads)])
+            i += 1
+            try:
+                status = await read_response(reader)
+            except (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
+                status = 0
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+            if start >= warm:
+                latencies.append(time.perf_counter() - start)
+                if status != 200:
+                    errors.append(status)
+    finally:
+        writer.close()
+
+
+async def run(url: str, images: list[Path], concurrency: int, duration: float, warmup: float) -> dict:
+    parts = urlsplit(url)
+    payloads = [request(parts.netloc, parts.path, multipart(p.read_bytes(), p.name)) for p in images]
+    latencies: list[float] = []
+    errors: list[int] = []
+    begin = time.perf_counter()
+    warm, stop = begin + warmup, begin + warmup + duration
+    await asyncio.gather(*(connection(parts.hostname or "127.0.0.1", parts.port or 80, payloads, c, stop, warm,
+                                      latencies, errors) for c in range(concurrency)))
+    elapsed = time.perf_counter() - warm
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+    return {"concurrency": concurrency, "requests": len(latencies), "errors": len(errors),
+            "throughput": len(latencies) / elapsed, "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("url")
+    parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.url, args.images, args.concurrency, args.duration, args.warmup))))
+
+
+if __name__ == "__main__":
+    main()

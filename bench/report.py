@@ -1,0 +1,77 @@
+"""Render bench results as Markdown, with the issue's targets as ratios from this one run."""
+from __future__ import annotations
+
+import datetime as dt
+
+MOBILENET = "MobileNetV2, 224x224 JPEG"
+
+
+def best(runs: list[dict]) -> dict:
+    return max(runs, key=lambda r: r["throughput"])
+
+
+def at(runs: list[dict], concurrency: int) -> dict:
+    return next(r for r in runs if r["concurrency"] == concurrency)
+
+
+def load_table(title: str, server: dict) -> list[str]:
+    lines = [f"**{title}** (start-up to ready: {server['startup_s']:.2f} s)", "",
+             "| concurrency | req/s | p50 ms | p90 ms | p99 ms | errors | peak RSS MB (all processes) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in server["runs"]:
+        lines.append(f"| {r['concurrency']} | {r['throughput']:.1f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
+                     f"{r['p99_ms']:.1f} | {r['errors']} | {r['peak_rss_mb']:.0f} |")
+    return lines + [""]
+
+
+def limit_table(limit: dict) -> list[str]:
+    lines = ["| processes x interpreter threads | batch | images/s | median ms per batch |", "|---|---|---|---|"]
+    for r in limit["rows"]:
+        lines.append(f"| {r['procs']} x {r['threads']} | {r['batch']} | {r['images_per_s']:.1f} | "
+                     f"{r['median_batch_ms']:.2f} |")
+    return lines + ["", f"Best: {limit['best']['images_per_s']:.1f} images/s; single image, one process: "
+                        f"{limit['single_image_ms']:.2f} ms.", ""]
+
+
+def targets(results: dict) -> list[str]:
+    mobile = results["sets"][MOBILENET]
+    served = best(mobile["server"]["runs"])
+    rows = [("MobileNetV2 served / in-process limit (a)", served["throughput"] / mobile["limit"]["best"]["images_per_s"],
+             ">= 0.85")]
+    if "naive" in mobile:
+        rows.append(("MobileNetV2 served / naive baseline (c)", served["throughput"] / best(mobile["naive"]["runs"])
+                     ["throughput"], ">= 20"))
+    rows.append(("p50 at concurrency 1 / in-process single image", at(mobile["server"]["runs"], 1)["p50_ms"]
+                 / mobile["limit"]["single_image_ms"], "<= 1.25"))
+    digits = results["sets"]["digits, PNG"]["server"]["runs"]
+    rows.append(("digits req/s / HTTP floor (d)", best(digits)["throughput"] / best(results["floor"]["runs"])
+                 ["throughput"], ">= 0.70"))
+    levels = [r["concurrency"] for r in mobile["server"]["runs"]]
+    rss_level = 16 if 16 in levels else max(levels)
+    rows.append((f"peak RSS MB, MobileNetV2 at concurrency {rss_level}", at(mobile["server"]["runs"], rss_level)
+                 ["peak_rss_mb"], "<= 300"))
+    rows.append(("start-up to ready, s", mobile["server"]["startup_s"], "<= 3"))
+    lines = ["| target | measured | wanted |", "|---|---|---|"]
+    lines += [f"| {name} | {value:.2f} | {wanted} |" for name, value, wanted in rows]
+    return lines + [""]
+
+
+def render(results: dict, variants: dict) -> str:
+    lines = ["# Benchmark results", "",
+             f"Written by `make bench` on {dt.date.today().isoformat()} ({results['machine']}); every figure below "
+             "comes from this one run." + (" SMOKE RUN: tiny model and durations, figures meaningless." if
+                                          results["smoke"] else ""),
+             "", "## Targets", ""] + targets(results)
+    for name, entry in results["sets"].items():
+        lines += [f"## {name}", "", "### (a) in-process limit: decode + preprocess + LiteRT, no HTTP", ""]
+        lines += limit_table(entry["limit"])
+        lines += ["### (b) this server (Procfile command, default settings)", ""]
+        lines += load_table("server", entry["server"])
+        if "naive" in entry:
+            lines += ["### (c) naive baseline: flask-restx + Keras `model(x)` per request", ""]
+            lines += load_table("naive", entry["naive"])
+    lines += ["## (d) HTTP floor: flask-restx, same upload, constant JSON", ""] + load_table("floor", results["floor"])
+    lines += ["## Process-model variants (MobileNetV2, 224x224 JPEG)", ""]
+    for label in variants:
+        lines += load_table(label, results["variants"][label])
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""`make bench`: measure everything in one run and rewrite bench/RESULTS.md.
+
+(a) in-process limit, (b) this server under load, (c) the seed-style naive server,
+(d) the HTTP floor, (e) start-up; plus process-model variants. `--smoke` runs the same
+code with a tiny model and tiny durations (used by the test suite so this cannot rot).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import assets, report
+from bench.servers import ROOT, serve
+
+FULL = {"size": 224, "concurrency": (1, 4, 16, 64), "duration": 8.0, "warmup": 2.0, "limit_seconds": 5.0,
+        "photos": 16, "digits": 64, "variant_concurrency": (1, 16)}
+SMOKE = {"size": 32, "concurrency": (1, 4), "duration": 0.5, "warmup": 0.2, "limit_seconds": 0.3,
+         "photos": 2, "digits": 4, "variant_concurrency": (1,)}
+# (processes, interpreter threads, batch size) for the in-process limit
+LIMIT_CONFIGS = [(1, 2, 1), (1, 2, 2), (1, 2, 4), (1, 2, 8), (1, 1, 1), (2, 1, 1), (2, 1, 2), (2, 1, 4)]
+VARIANTS = {
+    "2 workers x 1 interpreter thread": {"WEB_CONCURRENCY": "2", "INTERPRETER_THREADS": "1"},
+    "2 workers x 2 interpreter threads": {"WEB_CONCURRENCY": "2", "INTERPRETER_THREADS": "2"},
+    "2 workers x 1 thread, batches <= 4": {"WEB_CONCURRENCY": "2", "INTERPRETER_THREADS": "1", "MAX_BATCH_SIZE": "4"},
+    "1 worker x 2 threads, batches <= 4": {"WEB_CONCURRENCY": "1", "INTERPRETER_THREADS": "2", "MAX_BATCH_SIZE": "4"},
+}
+
+
+def in_process(model_dir: Path, images: list[Path], procs: int, threads: int, batch: int, seconds: float) -> dict:
+    command = [sys.executable, "-m", "bench.inprocess", str(model_dir), str(threads), str(batch), str(seconds),
+               *map(str, images)]
+    children = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(procs)]
+    results = [json.loads(child.communicate()[0]) for child in children]
+    return {"procs": procs, "threads": threads, "batch": batch,
+            "images_per_s": sum(r["images_per_s"] for r in results),
+            "median_batch_ms": max(r["median_batch_ms"] for r in results)}
+
+
+def limit(model_dir: Path, images: list[Path], cfg: dict) -> dict:
+    rows = [in_process(model_dir, images, *c, cfg["limit_seconds"]) for c in LIMIT_CONFIGS]
+    single = min(r["median_batch_ms"] for r in rows if r["procs"] == 1 and r["batch"] == 1)
+    return {"rows": rows, "best": max(rows, key=lambda r: r["images_per_s"]), "single_image_ms": single}
+
+
+def load(url: str, images: list[Path], concurrency: int, cfg: dict) -> dict:
+    command = [sys.executable, "-m", "bench.loadgen", url, *map(str, images), "--concurrency", str(concurrency),
+               "--duration", str(cfg["duration"]), "--warmup", str(cfg["warmup"])]
+    return json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+
+
+def drive(env: dict[str, str], route: str, images: list[Path], levels: tuple[int, ...], cfg: dict,
+          app: str | None = None) -> dict:
+    """Start a server, run the load at each concurrency, record RSS peaks and start-up time."""
+    with serve(env, app) as server:
+        runs = []
+        for concurrency in levels:
+            with server.rss() as rss:
+                result = load(server.url + route, images, concurrency, cfg)
+            runs.append({**result, "peak_rss_mb": rss.peak})
+    return {"startup_s": server.startup_s, "runs": runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny model and durations, to check the bench runs")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--skip-naive", action="store_true", help="skip the (slow, TensorFlow) naive baseline")
+    args = parser.parse_args()
+    cfg = SMOKE if args.smoke else FULL
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        models = work / "models"
+        mobilenet = assets.make_mobilenet(models, cfg["size"])
+        sets = {
+            "MobileNetV2, 224x224 JPEG": (models, "/mobilenet/prediction", mobilenet,
+                                          assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])),
+            "MobileNetV2, 1024x768 JPEG": (models, "/mobilenet/prediction", mobilenet,
+                                           assets.write_photos(work / "p1024", 1024, 768, cfg["photos"], seed=1)),
+            "digits, PNG": (ROOT / "saved_models", "/digits/prediction", ROOT / "saved_models" / "digits",
+                            assets.write_digits(work / "digits", cfg["digits"])),
+        }
+        results: dict = {"machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+                         "smoke": args.smoke, "sets": {}, "variants": {}}
+        for name, (models_dir, route, model_dir, images) in sets.items():
+            print(f"[bench] {name}: in-process limit", flush=True)
+            entry = {"limit": limit(model_dir, images, cfg)}
+            print(f"[bench] {name}: server", flush=True)
+            entry["server"] = drive({"MODELS_DIR": str(models_dir)}, route, images, cfg["concurrency"], cfg)
+            if not args.skip_naive and name.startswith("MobileNetV2"):
+                print(f"[bench] {name}: naive baseline", flush=True)
+                entry["naive"] = drive({"MODELS_DIR": str(models_dir)}, route, images, cfg["concurrency"], cfg,
+                                       app="bench.naive_server:app")
+            results["sets"][name] = entry
+        print("[bench] HTTP floor", flush=True)
+        results["floor"] = drive({}, "/floor/prediction", sets["digits, PNG"][3], cfg["concurrency"], cfg,
+                                 app="bench.floor_server:app")
+        photos = sets["MobileNetV2, 224x224 JPEG"][3]
+        for label, env in VARIANTS.items():
+            print(f"[bench] variant: {label}", flush=True)
+            results["variants"][label] = drive({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction", photos,
+                                               cfg["variant_concurrency"], cfg)
+        args.output.write_text(report.render(results, VARIANTS))
+        args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"[bench] wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Start a server under gunicorn with the project's config, time its start-up, and sample
+the resident memory of all its processes (master + workers)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def procfile_web() -> str:
+    line = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
+    return line.split(":", 1)[1].strip()
+
+
+def group_rss_mb(pgid: int) -> float:
+    """Sum of VmRSS over every process in the process group."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != pgid:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, ProcessLookupError):
+            continue
+    return total / 1024
+
+
+class RssSampler:
+    """Peak of the group's total RSS, sampled every 50 ms while running."""
+
+    def __init__(self, pgid: int) -> None:
+        self.pgid, self.peak = pgid, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, group_rss_mb(self.pgid))
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen, url: str, startup_s: float) -> None:
+        self.proc, self.url, self.startup_s = proc, url, startup_s
+
+    def rss(self) -> RssSampler:
+        return RssSampler(self.proc.pid)
+
+
+@contextmanager
+def serve(env: dict[str, str], app: str | None = None, log: Path | None = None) -> Iterator[Server]:
+    """The Procfile's web command (or the same gunicorn config with another `app`) on loopback."""
+    port = free_port()
+    command = procfile_web() if app is None else procfile_web().replace("application:app", app)
+    full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                "HOST": "127.0.0.1", "PORT": str(port), "PYTHONPATH": str(ROOT), "LOG_LEVEL": "warning",
+                "TF_CPP_MIN_LOG_LEVEL": "3", **env}
+    out = open(log or os.devnull, "wb")
+    start = time.perf_counter()
+    proc = subprocess.Popen(["sh", "-c", command], cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server {app or 'application:app'} exited with {proc.returncode}")
+            try:
+                if requests.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:  # not listening yet, or workers still booting
+                pass
+            if time.perf_counter() - start > 300:
+                raise RuntimeError("server not ready after 300 s")
+            time.sleep(0.02)
+        yield Server(proc, url, time.perf_counter() - start)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        out.close()
