@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: run test test-quick compile train-digits clean
+.PHONY: run test test-quick bench compile train-digits clean
 
 $(VENV)/.serve-installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(VENV)/.dev-installed
 
 test-quick: $(VENV)/.dev-installed
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Benchmarks (not part of `make test`): rewrites bench/RESULTS.md (+ .json); takes ~15 minutes.
+bench: $(VENV)/.dev-installed
+	$(PY) -m bench.run
 
 # Recompile every model whose model.json / weights changed (writes model.tflite + manifest).
 compile: $(VENV)/.dev-installed

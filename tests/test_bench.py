@@ -1,0 +1,29 @@
+"""The benchmark runs end to end with tiny sizes (figures not checked: timing belongs in bench/)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_smoke_run_writes_every_section(tmp_path: Path) -> None:
+    output = tmp_path / "RESULTS.md"
+    run = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--output", str(output)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    text = output.read_text()
+    for heading in ("## Targets", "(a) in-process limit", "(b) this server", "(c) naive baseline",
+                    "(d) HTTP floor", "Process-model variants", "digits, PNG", "1024x768 JPEG"):
+        assert heading in text, heading
+    results = json.loads(output.with_suffix(".json").read_text())
+    for entry in results["sets"].values():
+        for run_ in entry["server"]["runs"]:
+            assert run_["requests"] > 0 and run_["errors"] == 0 and run_["peak_rss_mb"] > 0
+    assert results["sets"]["MobileNetV2, 224x224 JPEG"]["naive"]["runs"][0]["errors"] == 0
