@@ -89,25 +89,33 @@ def serve(env: dict[str, str], app: str | None = None, log: Path | None = None) 
     proc = subprocess.Popen(["sh", "-c", command], cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+
+    def tail() -> str:
+        return log.read_text(errors="replace")[-3000:] if log else "(no log kept)"
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server {app or 'application:app'} exited with {proc.returncode}")
+                raise RuntimeError(f"server {app or 'application:app'} exited with {proc.returncode}:\n{tail()}")
             try:
                 if requests.get(f"{url}/health/ready", timeout=2).status_code == 200:
                     break
             except requests.RequestException:  # not listening yet, or workers still booting
                 pass
             if time.perf_counter() - start > 300:
-                raise RuntimeError("server not ready after 300 s")
+                raise RuntimeError(f"server not ready after 300 s:\n{tail()}")
             time.sleep(0.02)
         yield Server(proc, url, time.perf_counter() - start)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(proc)
         out.close()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the whole process group (gunicorn drains), SIGKILL after 30 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

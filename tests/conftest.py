@@ -3,21 +3,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import requests
 
+from bench.servers import ROOT, free_port, procfile_web, serve  # noqa: F401 - re-exported for tests
 from tests import builders
 
-ROOT = Path(__file__).resolve().parents[1]
 BLOCKER = '''import os
 with open(os.environ["TF_IMPORT_MARKER"], "a") as f:
     f.write(__name__ + "\\n")
@@ -60,55 +54,11 @@ def tf_blocker(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root, root / "imports.log"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def procfile_web() -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError("Procfile has no web: line")
-
-
 @contextmanager
-def run_server(env: dict[str, str], log: Path, timeout: float = 90) -> Iterator[str]:
-    """Run the Procfile's web command on 127.0.0.1:<free port>; yield its base URL once ready."""
-    port = free_port()
-    full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                "HOST": "127.0.0.1", "PORT": str(port), **env}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(["sh", "-c", procfile_web()], cwd=ROOT, env=full_env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{base}/health/ready", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready after {timeout}s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        stop(proc)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def serve_url(env: dict[str, str], log: Path) -> Iterator[str]:
+    """The Procfile's web command on 127.0.0.1:<free port> (bench/servers.py); yields its URL when ready."""
+    with serve(env, log=log) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +70,7 @@ def server_factory(tf_blocker: tuple[Path, Path], tmp_path_factory: pytest.TempP
     def factory(**env: str):  # type: ignore[no-untyped-def]
         log = tmp_path_factory.mktemp("server") / "server.log"
         env = {"PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}", "TF_IMPORT_MARKER": str(marker), **env}
-        return run_server(env, log)
+        return serve_url(env, log)
     return factory
 
 
