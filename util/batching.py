@@ -6,6 +6,7 @@ what is queued at once when nobody else is on the way, and otherwise waits up to
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -17,6 +18,8 @@ import numpy as np
 
 from util.errors import InferenceError, NotReady
 from util.runtimes import Runtime
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,6 +47,7 @@ class BatchingRuntime:
         self._cond = threading.Condition()
         self._closed = False
         self.batches: deque[int] = deque(maxlen=1000)  # recent batch sizes, for tests and stats
+        self.name = name
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -113,6 +117,7 @@ class BatchingRuntime:
             if len(outputs) != sum(sizes):
                 raise ValueError(f"runtime returned {len(outputs)} rows for {sum(sizes)} inputs")
         except Exception as exc:  # fail this batch's requests only; the thread lives on
+            log.exception("model %s: inference failed for a batch of %d", self.name, len(requests))
             error = InferenceError(f"inference failed for a batch of {len(requests)} request(s): {exc}")
             for request in requests:
                 request.error = error

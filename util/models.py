@@ -25,7 +25,7 @@ METADATA = "model.yaml"
 ARTIFACT = "model.tflite"
 MANIFEST = "model.tflite.json"
 METADATA_KEYS = {"title", "description", "preprocessing", "batching"}
-BATCHING_KEYS = {"max_batch_size": int, "max_batch_delay_ms": float}
+BATCHING_KEYS = {"max_batch_size": (int, 1), "max_batch_delay_ms": (float, 0)}  # key -> (type, minimum)
 
 
 @dataclass(frozen=True)
@@ -95,14 +95,14 @@ def read_spec(model_dir: Path) -> ModelSpec:
     except (TypeError, ValueError) as exc:
         raise ModelLoadError(path, f"{METADATA}: {exc}") from None
     batching = meta.get("batching") or {}
-    if not isinstance(batching, dict) or set(batching) - set(BATCHING_KEYS) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= (1 if k == "max_batch_size" else 0)
+    if not isinstance(batching, dict) or not all(
+            k in BATCHING_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= BATCHING_KEYS[k][1]
             for k, v in batching.items()):
         raise ModelLoadError(path, f"{METADATA}: batching takes max_batch_size (>= 1) and max_batch_delay_ms (>= 0)")
     return ModelSpec(
         name=model_dir.name, version=version, path=path, weights=find_weights(path), labels=labels,
         title=str(meta.get("title") or model_dir.name), description=str(meta.get("description") or ""),
-        preprocessing=preprocessing, batching={k: BATCHING_KEYS[k](v) for k, v in batching.items()})
+        preprocessing=preprocessing, batching={k: BATCHING_KEYS[k][0](v) for k, v in batching.items()})
 
 
 def find_weights(path: Path) -> Path:
