@@ -47,6 +47,8 @@ model_info = Model("ModelInfo", {
     "compiled_at": fields.String(example="2026-11-24T10:00:00+00:00"),
     "batching": fields.Raw(description="max_batch_size and max_batch_delay_ms in force",
                            example={"max_batch_size": 4, "max_batch_delay_ms": 2.0}),
+    "inference": fields.Raw(description="LiteRT interpreters in each worker (null for Keras or before loading)",
+                            example={"lanes": 1, "lane_threads": 1, "solo_threads": 2, "solo_speedup": 1.9}),
 })
 
 health = Model("Health", {

@@ -68,17 +68,19 @@ async def run(url: str, images: list[Path], concurrency: int, duration: float, w
     payloads = [request(parts.netloc, parts.path, multipart(p.read_bytes(), p.name)) for p in images]
     latencies: list[float] = []
     errors: list[int] = []
-    begin = time.perf_counter()
+    begin, cpu_begin = time.perf_counter(), time.process_time()
     warm, stop = begin + warmup, begin + warmup + duration
     await asyncio.gather(*(connection(parts.hostname or "127.0.0.1", parts.port or 80, payloads, c, stop, warm,
                                       latencies, errors) for c in range(concurrency)))
     elapsed = time.perf_counter() - warm
+    cpu_cores = (time.process_time() - cpu_begin) / (time.perf_counter() - begin)  # the generator's own share
     latencies.sort()
 
     def pct(q: float) -> float:
         return 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
     return {"concurrency": concurrency, "requests": len(latencies), "errors": len(errors),
-            "throughput": len(latencies) / elapsed, "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99)}
+            "throughput": len(latencies) / elapsed, "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
+            "loadgen_cores": cpu_cores}
 
 
 def main() -> None:

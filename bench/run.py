@@ -15,20 +15,23 @@ import sys
 import tempfile
 from pathlib import Path
 
+import requests
+
 from bench import assets, report
 from bench.servers import ROOT, serve
 
 FULL = {"size": 224, "concurrency": (1, 4, 16, 64), "duration": 8.0, "warmup": 2.0, "limit_seconds": 5.0,
-        "photos": 16, "digits": 64, "variant_concurrency": (1, 16)}
+        "photos": 16, "digits": 64, "variant_concurrency": (1, 4, 16)}
 SMOKE = {"size": 32, "concurrency": (1, 4), "duration": 0.5, "warmup": 0.2, "limit_seconds": 0.3,
          "photos": 2, "digits": 4, "variant_concurrency": (1,)}
 # (processes, interpreter threads, batch size) for the in-process limit
 LIMIT_CONFIGS = [(1, 2, 1), (1, 2, 2), (1, 2, 4), (1, 2, 8), (1, 1, 1), (2, 1, 1), (2, 1, 2), (2, 1, 4)]
 VARIANTS = {
-    "2 workers x 1 interpreter thread": {"WEB_CONCURRENCY": "2", "INTERPRETER_THREADS": "1"},
-    "2 workers x 2 interpreter threads": {"WEB_CONCURRENCY": "2", "INTERPRETER_THREADS": "2"},
-    "2 workers x 1 thread, batches <= 4": {"WEB_CONCURRENCY": "2", "INTERPRETER_THREADS": "1", "MAX_BATCH_SIZE": "4"},
-    "1 worker x 2 threads, batches <= 4": {"WEB_CONCURRENCY": "1", "INTERPRETER_THREADS": "2", "MAX_BATCH_SIZE": "4"},
+    "2 workers x 1 lane, no solo interpreter": {"WEB_CONCURRENCY": "2", "SOLO_THREADS": "1"},
+    "2 workers x 1 lane x 2 threads": {"WEB_CONCURRENCY": "2", "INTERPRETER_THREADS": "2", "SOLO_THREADS": "1"},
+    "1 worker x 2 lanes + solo": {"WEB_CONCURRENCY": "1"},
+    "3 workers x 1 lane + solo": {"WEB_CONCURRENCY": "3"},
+    "2 workers + solo, batches <= 4": {"WEB_CONCURRENCY": "2", "MAX_BATCH_SIZE": "4"},
 }
 
 
@@ -63,7 +66,9 @@ def drive(env: dict[str, str], route: str, images: list[Path], levels: tuple[int
             with server.rss() as rss:
                 result = load(server.url + route, images, concurrency, cfg)
             runs.append({**result, "peak_rss_mb": rss.peak})
-    return {"startup_s": server.startup_s, "runs": runs}
+        about = requests.get(server.url + route.rsplit("/", 1)[0] + "/", timeout=10)
+        plan = about.json().get("inference") if about.status_code == 200 else None
+    return {"startup_s": server.startup_s, "runs": runs, "inference": plan}
 
 
 def main() -> None:

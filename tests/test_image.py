@@ -251,3 +251,41 @@ def test_float_images_are_scaled_by_their_range(values: float, level: int) -> No
 def test_autocontrast_leaves_a_flat_image_unchanged() -> None:
     x = preprocess_image(Image.new("L", (4, 4), 200), (4, 4, 1), Preprocessing(scale="raw", autocontrast=True))
     assert np.all(x == 200)
+
+
+def per_pixel(image: Image.Image, p: Preprocessing) -> np.ndarray:
+    """The straightforward float pipeline that to_array's lookup table must reproduce exactly."""
+    x = np.asarray(image, dtype=np.float32)
+    x = x[:, :, None] if x.ndim == 2 else x
+    if p.invert:
+        x = 255.0 - x
+    if p.autocontrast:
+        low, high = float(x.min()), float(x.max())
+        if high > low:
+            x = (x - low) * (255.0 / (high - low))
+    if p.scale == "unit":
+        return x / 255.0
+    if p.scale == "tf":
+        return x / 127.5 - 1.0
+    if p.scale == "torch":
+        return (x / 255.0 - np.array([0.485, 0.456, 0.406], np.float32)[: x.shape[2]]) \
+            / np.array([0.229, 0.224, 0.225], np.float32)[: x.shape[2]]
+    if p.scale == "caffe":
+        mean = np.array([103.939, 116.779, 123.68], np.float32)
+        return x[:, :, ::-1] - mean if x.shape[2] == 3 else x - mean.mean()
+    return x
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("invert", [False, True])
+@pytest.mark.parametrize("autocontrast", [False, True])
+def test_lookup_table_equals_per_pixel_arithmetic(mode: str, scale: str, invert: bool, autocontrast: bool) -> None:
+    rng = np.random.default_rng(len(mode) * 7 + invert * 3 + autocontrast)
+    pixels = rng.integers(20, 230, (9, 11, 3), dtype=np.uint8)
+    pixels[0, 0] = (20, 140, 229)  # distinct channels, so a swapped channel order shows
+    image = Image.fromarray(pixels if mode == "RGB" else pixels[:, :, 0], mode)
+    p = Preprocessing(scale=scale, invert=invert, autocontrast=autocontrast)
+    got, want = to_array(image, p), per_pixel(image, p)
+    assert got.dtype == np.float32 and got.shape == want.shape and got.flags.writeable
+    np.testing.assert_array_equal(got, want)

@@ -89,7 +89,7 @@ def convert(model: Any) -> bytes:
 def verify(flatbuffer: bytes, model: Any, x: np.ndarray) -> float:
     """Max abs difference between Keras and LiteRT on the same inputs."""
     from util.runtimes import LiteRTRuntime
-    runtime = LiteRTRuntime(flatbuffer, num_threads=os.cpu_count() or 1)
+    runtime = LiteRTRuntime(flatbuffer, lane_threads=os.cpu_count() or 1)
     diffs = []
     for start in range(0, len(x), VERIFY_BATCH):
         batch = x[start:start + VERIFY_BATCH]

@@ -29,7 +29,9 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "MAX_CONTENT_LENGTH": (10 * 1024 * 1024, int, "largest accepted request body in bytes (413 above)"),
     "MAX_IMAGE_PIXELS": (40_000_000, int, "largest accepted image in pixels, width x height (422 above)"),
     "DEFAULT_TOP_K": (5, int, "predictions returned when the request gives no top_k"),
-    "INTERPRETER_THREADS": (0, int, "LiteRT threads per interpreter; 0 = cores / gunicorn workers"),
+    "INFERENCE_LANES": (0, int, "inferences a worker runs in parallel, one interpreter each; 0 = cores / workers"),
+    "INTERPRETER_THREADS": (0, int, "LiteRT threads per lane; 0 = cores / workers / lanes"),
+    "SOLO_THREADS": (0, int, "LiteRT threads for a request arriving at an idle server; 0 = all cores, 1 = off"),
     "COMPILE_TOLERANCE": (1e-4, float, "largest max-abs-diff between Keras and TFLite that is accepted"),
     "AUTO_COMPILE": (True, _bool, "compile stale or missing artifacts at start-up (child process, needs TensorFlow)"),
     "MAX_BATCH_SIZE": (1, int, "largest micro-batch per model (1 = no batching); model.yaml `batching` overrides"),
@@ -57,9 +59,21 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return settings
 
 
-def interpreter_threads(configured: int) -> int:
-    """Threads per interpreter: explicit, or the cores shared out among gunicorn workers."""
-    if configured > 0:
-        return configured
-    workers = max(1, int(os.environ.get("WEB_CONCURRENCY", "0") or 0) or 1)
-    return max(1, (os.cpu_count() or 1) // workers)
+def usable_cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (containers)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def interpreter_plan(settings: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(threads per lane, lanes per worker, solo threads): explicit, or shared out from the cores."""
+    cores = usable_cores()
+    share = max(1, cores // max(1, int(os.environ.get("WEB_CONCURRENCY", "0") or 0) or 1))
+    lanes = settings["INFERENCE_LANES"] or share
+    return settings["INTERPRETER_THREADS"] or max(1, share // lanes), lanes, settings["SOLO_THREADS"] or cores

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from util.compile import artifact_status, ensure_compiled, tensorflow_installed
-from util.config import interpreter_threads
+from util.config import interpreter_plan
 from util.batching import BatchingRuntime
 from util.errors import InferenceError, InvalidParameter, ModelLoadError, NotFound, ServiceError
 from util.image import preprocess
@@ -56,8 +56,7 @@ class ServedModel:
                     raise ModelLoadError(self.spec.path, f"no verified model.tflite ({reason}) and "
                                          f"{'MODEL_RUNTIME=tflite' if wanted == 'tflite' else 'TensorFlow is not installed'}")
                 log.warning("model %s: serving with the Keras runtime because %s", self.spec.name, reason)
-            threads = interpreter_threads(self.settings["INTERPRETER_THREADS"])
-            runtime = open_runtime(self.spec, kind, threads)
+            runtime = open_runtime(self.spec, kind, interpreter_plan(self.settings))
             size, delay = self.batching()
             if size > 1:
                 runtime = BatchingRuntime(runtime, size, delay, name=self.spec.name)
@@ -121,6 +120,7 @@ class ServedModel:
             "source_sha256": manifest.get("sources"), "verified_max_abs_diff": verification.get("max_abs_diff"),
             "tolerance": verification.get("tolerance"), "compiled_at": manifest.get("compiled_at"),
             "batching": dict(zip(("max_batch_size", "max_batch_delay_ms"), self.batching())),
+            "inference": getattr(getattr(self.runtime, "runtime", self.runtime), "plan", None),
         }
 
 
