@@ -23,6 +23,8 @@ run: $(VENV)/.serve-installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" HOST=$(HOST) PORT=$(PORT) sh -c "$$(sed -n 's/^web: //p' Procfile)"
 
 test: $(VENV)/.dev-installed
+	sh scripts/ensure_chromium.sh
+	$(PY) scripts/slug_size.py
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-quick: $(VENV)/.dev-installed

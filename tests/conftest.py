@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import ROOT, free_port, procfile_web, serve  # noqa: F401 - re-exported for tests
+from bench.servers import ROOT, Server, free_port, procfile_web, serve  # noqa: F401 - re-exported for tests
 from tests import builders
 
 BLOCKER = '''import os
@@ -54,10 +54,14 @@ def tf_blocker(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root, root / "imports.log"
 
 
+SERVERS: dict[str, Server] = {}
+
+
 @contextmanager
 def serve_url(env: dict[str, str], log: Path) -> Iterator[str]:
     """The Procfile's web command on 127.0.0.1:<free port> (bench/servers.py); yields its URL when ready."""
     with serve(env, log=log) as server:
+        SERVERS[server.url] = server  # for tests that measure the processes (RSS)
         yield server.url
 
 

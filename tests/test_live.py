@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests import builders
-from tests.conftest import ROOT, free_port, procfile_web
+from tests.conftest import ROOT, SERVERS, free_port, procfile_web
 
 pytestmark = pytest.mark.slow
 
@@ -78,13 +78,16 @@ def test_end_to_end_accuracy_matches_in_process(live_server: str, digits_split) 
     model = load_keras(spec)
     batch = np.stack([preprocess(data, (8, 8, 1), spec.preprocessing, 40_000_000) for data in uploads])
     in_process = float(np.mean(np.argmax(np.asarray(model(batch)), axis=1) == y_test))
-    with requests.Session() as session, ThreadPoolExecutor(4) as pool:
+    with SERVERS[live_server].rss() as rss, requests.Session() as session, ThreadPoolExecutor(8) as pool:
         labels = list(pool.map(lambda d: post(f"{live_server}/digits/prediction", d, session=session)
-                               .json()["label"], uploads))
+                               .json()["label"], uploads * 3))[:len(uploads)]
     served = float(np.mean(np.array(labels) == y_test.astype(str)))
-    print(f"held-out digits: in-process {in_process:.2%}, live server {served:.2%} (n={len(y_test)})")
+    print(f"held-out digits: in-process {in_process:.2%}, live server {served:.2%} (n={len(y_test)}); "
+          f"peak RSS of all server processes {rss.peak:.0f} MB")
     assert served >= 0.97
     assert abs(served - in_process) <= 0.005
+    # A Heroku basic dyno has 512 MB; the serving processes (master + workers) stay within 300.
+    assert 0 < rss.peak <= 300
 
 
 def test_server_refuses_to_start_when_a_model_is_stale(tmp_path: Path, models_dir: Path,

@@ -1,0 +1,53 @@
+"""Swagger UI in a real browser: Debian's Chromium, driven by Playwright, against the live server."""
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking flags Chromium floods a closed network with connections.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+SCREENSHOT = ROOT / "test-output" / "swagger-ui.png"
+
+
+def test_swagger_ui_classifies_an_uploaded_digit(live_server: str, tmp_path: Path, digits_split) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect, sync_playwright
+
+    from util.digits import render, to_png
+    assert CHROMIUM.exists(), "Debian's chromium is missing: `make test` installs it (scripts/ensure_chromium.sh)"
+    _, _, x_test, y_test = digits_split
+    index = next(i for i, label in enumerate(y_test) if label == 7)
+    upload = tmp_path / "seven.png"
+    upload.write_bytes(to_png(render(x_test[index])))
+    requested: list[str] = []
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        try:
+            page = context.new_page()
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(f"{live_server}/")
+            page.locator("#operations-tag-digits").click()
+            operation = page.locator("#operations-digits-predict_digits")
+            operation.locator(".opblock-summary").click()
+            operation.locator("button.try-out__btn").click()
+            operation.locator("input[type=file]").set_input_files(str(upload))
+            operation.locator("button.execute").click()
+            answer = operation.locator(".live-responses-table .response-col_description pre").first
+            expect(answer).to_contain_text('"label": "7"', timeout=20_000)
+            expect(operation.locator(".live-responses-table tr.response .response-col_status").first).to_contain_text("200")
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            context.close()
+    assert SCREENSHOT.stat().st_size > 10_000
+    assert any(url.endswith("/swagger.json") for url in requested)
+    outside = [url for url in requested if urlsplit(url).scheme in {"http", "https", "ws", "wss"}
+               and urlsplit(url).hostname != "127.0.0.1"]
+    assert not outside, f"the page loaded from outside 127.0.0.1: {outside}"

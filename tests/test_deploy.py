@@ -1,0 +1,189 @@
+"""Deploy files: the Procfile under honcho (as Heroku runs it), app.json, the Dockerfile, k8s/."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import ROOT, free_port, procfile_web
+from util.config import SETTINGS
+
+K8S_VERSION = "1.33.0"  # the Kubernetes version k8s/ is validated against (kubernetes-validate, offline)
+
+
+def process_tree(root_pid: int) -> list[str]:
+    """Command lines of every descendant of `root_pid`."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) if entry.name.isdigit() else None
+        except OSError:
+            continue
+        if ppid is not None:
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], list(children.get(root_pid, []))
+    while stack:
+        pid = stack.pop()
+        try:
+            found.append((Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except OSError:
+            continue
+        stack.extend(children.get(pid, []))
+    return found
+
+
+@pytest.mark.slow
+def test_honcho_runs_the_procfile_like_heroku(tmp_path: Path) -> None:
+    from util.digits import load_split, render, to_png
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": "3",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "web"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert honcho.poll() is None, honcho.stdout.read().decode() if honcho.stdout else ""
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "honcho's web process never became ready"
+            time.sleep(0.1)
+        _, _, x_test, y_test = load_split()
+        for digit, label in list(zip(x_test, y_test))[:5]:
+            answer = requests.post(f"http://127.0.0.1:{port}/digits/prediction",
+                                   files={"image": ("d.png", to_png(render(digit)))}, timeout=30).json()
+            assert answer["label"] == str(label), answer
+        # honcho's `sh -c` holds the unexpanded line; gunicorn's master and workers got $PORT.
+        gunicorns = [c for c in process_tree(honcho.pid) if "gunicorn" in c and f"0.0.0.0:{port} " in c]
+        assert len(gunicorns) == 1 + 3, gunicorns  # the master and WEB_CONCURRENCY workers
+    finally:
+        os.killpg(honcho.pid, signal.SIGTERM)
+        honcho.wait(30)
+
+
+def test_python_version_and_app_json() -> None:
+    version = (ROOT / ".python-version").read_text().strip()
+    assert version == f"{sys.version_info.major}.{sys.version_info.minor}"
+    app = json.loads((ROOT / "app.json").read_text())
+    assert app["description"] and app["formation"]["web"]["size"] == "basic"
+    documented = set(SETTINGS) | {"WEB_CONCURRENCY", "GUNICORN_THREADS", "LOG_LEVEL"}
+    for name, var in app["env"].items():
+        assert name in documented, f"app.json sets {name}, which the app does not read"
+        assert var["description"] and "value" in var
+    assert "$PORT" in procfile_web() or "${PORT" in procfile_web()
+
+
+def dockerfile() -> list[dict]:
+    from dockerfile_parse import DockerfileParser
+    parser = DockerfileParser(path=str(ROOT / "Dockerfile"))
+    return parser.structure
+
+
+def stages(instructions: list[dict]) -> list[list[dict]]:
+    found: list[list[dict]] = []
+    for ins in instructions:
+        if ins["instruction"] == "FROM":
+            found.append([])
+        if found and ins["instruction"] != "COMMENT":
+            found[-1].append(ins)
+    return found
+
+
+def dockerignored(path: str) -> bool:
+    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()
+                if p.strip() and not p.startswith("#")]
+    ignored = False
+    for pattern in patterns:  # last match wins, `!` re-includes
+        negate, pattern = pattern.startswith("!"), pattern.lstrip("!")
+        if path == pattern or path.startswith(pattern.rstrip("/") + "/") or Path(path).match(pattern):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerfile_is_multi_stage_and_matches_the_procfile() -> None:
+    build, runtime = stages(dockerfile())
+    assert build[0]["value"].split()[0].startswith("python:3.11") and build[0]["value"].endswith("AS build")
+    assert runtime[0]["value"] == "python:3.11-slim"
+    build_runs = " ".join(i["value"] for i in build if i["instruction"] == "RUN")
+    assert "requirements-dev.txt" in build_runs and "util.compile" in build_runs
+    runtime_text = " ".join(i["value"] for i in runtime)
+    assert "requirements.txt" in runtime_text and "requirements-dev" not in runtime_text
+    user = [i["value"] for i in runtime if i["instruction"] == "USER"]
+    assert user and user[-1] not in {"0", "root"}
+    health = [i["value"] for i in runtime if i["instruction"] == "HEALTHCHECK"]
+    assert health and "/health/ready" in health[0]
+    cmd = json.loads(next(i["value"] for i in runtime if i["instruction"] == "CMD"))
+    assert cmd[:2] == ["sh", "-c"] and cmd[2] == "exec " + procfile_web()
+    for stage in (build, runtime):
+        for ins in stage:
+            if ins["instruction"] != "COPY" or "--from=" in ins["value"]:
+                continue
+            sources = [s for s in ins["value"].split()[:-1] if not s.startswith("--")]
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY {source}: no such file"
+                assert not dockerignored(source.rstrip("/")), f"COPY {source}: excluded by .dockerignore"
+
+
+def k8s_documents() -> list[dict]:
+    return [doc for path in sorted((ROOT / "k8s").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())]
+
+
+def test_k8s_manifests_validate_offline() -> None:
+    files = sorted(str(p) for p in (ROOT / "k8s").glob("*.yaml"))
+    run = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "-k", K8S_VERSION, *files],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert {d["kind"] for d in k8s_documents()} == {"Deployment", "Service", "HorizontalPodAutoscaler"}
+
+
+def test_k8s_validation_can_fail(tmp_path: Path) -> None:
+    broken = yaml.safe_load((ROOT / "k8s" / "deployment.yaml").read_text())
+    broken["spec"]["replicas"] = "two"
+    broken["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGett"] = {}
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(broken))
+    run = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "-k", K8S_VERSION, str(path)],
+                         capture_output=True, text=True)
+    assert run.returncode != 0
+
+
+def test_k8s_deployment_probes_and_security() -> None:
+    deployment = next(d for d in k8s_documents() if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"])
+    limits, requests_ = container["resources"]["limits"], container["resources"]["requests"]
+    mib = {"Mi": 1, "Gi": 1024}
+    limit_mib = int(limits["memory"][:-2]) * mib[limits["memory"][-2:]]
+    # The live test holds the serving processes to 300 MB: the limit leaves headroom above it.
+    assert limit_mib >= 300 * 1.25 and int(requests_["memory"][:-2]) <= limit_mib
+    hpa = next(d for d in k8s_documents() if d["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    service = next(d for d in k8s_documents() if d["kind"] == "Service")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.slow
+def test_slug_check_fails_over_its_limit() -> None:
+    # `make test` runs scripts/slug_size.py with the real 300 MB limit; here a 50 MB one must fail.
+    run = subprocess.run([sys.executable, "scripts/slug_size.py", "--limit-mb", "50"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1 and "slug too large" in run.stderr
+    venv_mb = float(run.stdout.split("venv ")[1].split(" MB")[0])
+    assert 50 < venv_mb <= 300, run.stdout
