@@ -7,7 +7,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # util/, wherever gunicorn starts
-from util import activity  # noqa: E402
+from util import activity  # noqa: E402,F401 - its shared count must exist before the workers fork
 
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
@@ -21,9 +21,6 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 control_socket_disable = True  # not used, and one fixed path would clash between servers
 # util.config shares the cores among workers for LiteRT's thread pools.
 os.environ.setdefault("WEB_CONCURRENCY", str(workers))
-# One count of running inferences for all workers (made before they fork): a request
-# gets every core only when the whole server is idle.
-activity.share()
 
 
 def _registry(worker):  # noqa: ANN001, ANN202

@@ -78,24 +78,22 @@ def _count_from_child(ready: multiprocessing.synchronize.Event, release: multipr
 
 
 def test_the_count_is_shared_with_forked_workers() -> None:
-    saved = activity._running
-    activity.share()  # as gunicorn.conf.py does in the master
+    # Like gunicorn's workers: forked after util.activity was imported.
+    context = multiprocessing.get_context("fork")
+    ready, release = context.Event(), context.Event()
+    child = context.Process(target=_count_from_child, args=(ready, release))
+    child.start()
     try:
-        context = multiprocessing.get_context("fork")
-        ready, release = context.Event(), context.Event()
-        child = context.Process(target=_count_from_child, args=(ready, release))
-        child.start()
         assert ready.wait(10)
         assert activity.running() == 1
         assert not activity.start(solo_possible=True)  # the child's inference makes this one not alone
         activity.finish()
+    finally:
         release.set()
         child.join(10)
-        assert child.exitcode == 0 and activity.running() == 0
-        assert activity.start(solo_possible=True)
-        activity.finish()
-    finally:
-        activity._running = saved
+    assert child.exitcode == 0 and activity.running() == 0
+    assert activity.start(solo_possible=True)
+    activity.finish()
 
 
 @pytest.mark.parametrize("env, expected", [

@@ -1,35 +1,16 @@
 """How many inferences are running in the whole server, across gunicorn's worker processes.
 
-A runtime uses all the cores for a request only when nothing else runs anywhere; the count
-lives in shared memory created by gunicorn's master (`share()` in gunicorn.conf.py) before
-it forks the workers. Without it (tests, the Flask dev server) the count is per process.
+A runtime uses all the cores for a request only when nothing else runs anywhere. The count
+is a multiprocessing.Value made when this module is imported: gunicorn.conf.py imports it
+in the master, so every worker forked afterwards shares it. Elsewhere (tests, the Flask dev
+server) it simply counts within the process.
 """
 from __future__ import annotations
 
 import multiprocessing
 from multiprocessing.sharedctypes import Synchronized
 
-
-class _Local:
-    """The in-process stand-in for multiprocessing.Value: same interface, no fork needed."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.value = 0
-        self._lock = threading.Lock()
-
-    def get_lock(self):  # noqa: ANN201 - mirrors multiprocessing.Value
-        return self._lock
-
-
-_running: Synchronized | _Local = _Local()
-
-
-def share() -> None:
-    """Move the count into shared memory; call in the parent before forking workers."""
-    global _running
-    _running = multiprocessing.Value("i", 0)
+_running: Synchronized = multiprocessing.Value("i", 0)
 
 
 def start(solo_possible: bool) -> bool:

@@ -74,6 +74,6 @@ def usable_cores() -> int:
 def interpreter_plan(settings: Mapping[str, Any]) -> tuple[int, int, int]:
     """(threads per lane, lanes per worker, solo threads): explicit, or shared out from the cores."""
     cores = usable_cores()
-    share = max(1, cores // max(1, int(os.environ.get("WEB_CONCURRENCY", "0") or 0) or 1))
+    share = max(1, cores // max(1, int(os.environ.get("WEB_CONCURRENCY") or 1)))
     lanes = settings["INFERENCE_LANES"] or share
     return settings["INTERPRETER_THREADS"] or max(1, share // lanes), lanes, settings["SOLO_THREADS"] or cores
