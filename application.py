@@ -5,15 +5,29 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import click
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
-from api import create_api, http_error_body
-from util.cli import models_cli
+from api import create_api, http_error_body, internal_error
 from util.config import load_settings
-from util.serving import Registry
+from util.serve.registry import Registry
 
 __version__ = "1.0.0"
+
+
+class ToolChainCommands(click.Group):
+    """`flask models ...`: loaded from util.build only when run, so the web process never imports the tool chain."""
+
+    def _commands(self) -> click.Group:
+        from util.build.cli import models_cli
+        return models_cli
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self._commands().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self._commands().get_command(ctx, name)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -23,12 +37,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     registry = Registry(app.config)
     app.extensions["registry"] = registry
     create_api(app, registry, __version__)
-    app.cli.add_command(models_cli)
+    app.cli.add_command(ToolChainCommands("models", help="Compile and inspect the models under MODELS_DIR."))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[dict, int]:
         # Outside flask-restx routes (e.g. static files), errors are still JSON.
         return http_error_body(exc, registry), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception) -> tuple[dict, int]:
+        # Outside flask-restx routes too, an unforeseen failure is JSON, logged with its traceback.
+        return internal_error(exc), 500
 
     if app.config["PRELOAD_MODELS"]:
         registry.load_all()

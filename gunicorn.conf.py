@@ -7,7 +7,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # util/, wherever gunicorn starts
-from util import activity  # noqa: E402,F401 - its shared count must exist before the workers fork
+from util.serve import activity  # noqa: E402,F401 - its shared count must exist before the workers fork
 
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)

@@ -1,6 +1,8 @@
 """Assembles the flask-restx Api: health, one namespace per model, errors mapped once."""
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, current_app, request
 from flask_restx import Api
 from werkzeug.exceptions import HTTPException
@@ -8,7 +10,9 @@ from werkzeug.exceptions import HTTPException
 from api import health, schemas
 from api.models import make_namespace
 from util.errors import PayloadTooLarge, ServiceError
-from util.serving import Registry
+from util.serve.registry import Registry
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Image classification with Keras models compiled to TFLite. Each model has its own section: "
@@ -31,6 +35,12 @@ def http_error_body(exc: HTTPException, registry: Registry) -> dict[str, str]:
     return {"message": message, "error": code}
 
 
+def internal_error(exc: BaseException) -> dict[str, str]:
+    """Log an unexpected exception with its traceback; the client gets no internals."""
+    log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
+    return {"message": "internal server error: the failure is logged on the server", "error": "internal_error"}
+
+
 def create_api(app: Flask, registry: Registry, version: str) -> Api:
     app.config.setdefault("RESTX_ERROR_404_HELP", False)
     app.config.setdefault("RESTX_MASK_SWAGGER", False)
@@ -50,6 +60,12 @@ def create_api(app: Flask, registry: Registry, version: str) -> Api:
     def http_error(exc: HTTPException) -> tuple[dict, int]:
         """An HTTP-level error (unknown URL, method not allowed, body too large)."""
         return http_error_body(exc, registry), exc.code or 500
+
+    @api.errorhandler(Exception)
+    @api.response(500, "Error", schemas.error)
+    def unexpected_error(exc: Exception) -> tuple[dict, int]:
+        """Anything unforeseen: a JSON 500, with the traceback in the log."""
+        return internal_error(exc), 500
 
     api.add_namespace(health.ns)
     for served in registry.models.values():

@@ -1,61 +1,97 @@
 """The per-model namespace factory: `POST /<model>/prediction` and `GET /<model>/`."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import request
 from flask_restx import Namespace, Resource, reqparse
 from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import BadRequest
 
 from api import schemas
-from util.errors import MissingImage, UnsupportedMediaType
-from util.serving import ServedModel
+from util.errors import InvalidParameter, MissingImage, UnsupportedMediaType
+from util.serve.registry import ServedModel
 
 # Resources are shared by every model namespace; this one only carries their documentation.
 doc = Namespace("model", description="documentation template for model namespaces")
 
-upload = reqparse.RequestParser()
-upload.add_argument("image", location="files", type=FileStorage, required=True,
-                    help="The image: PNG, JPEG, GIF, WebP, BMP or TIFF")
-upload.add_argument("top_k", location="form", type=int, required=False,
-                    help="How many labels to return, best first (default 5, at most the number of labels)")
+
+class Bounded:
+    """A reqparse type that parses a number within bounds and declares them in the spec."""
+
+    def __init__(self, name: str, kind: type, low: float, high: float) -> None:
+        self.name, self.kind, self.low, self.high = name, kind, low, high
+        self.__schema__ = {"type": "integer" if kind is int else "number", "minimum": low, "maximum": high}
+
+    def __call__(self, raw: Any) -> Any:
+        try:
+            value = self.kind(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.name} must be {'an integer' if self.kind is int else 'a number'} from "
+                             f"{self.low} to {self.high}, got {raw!r}") from None
+        if not self.low <= value <= self.high:
+            raise ValueError(f"{self.name} must be from {self.low} to {self.high}, got {value}")
+        return value
 
 
-def read_upload() -> tuple[bytes, str | None]:
-    """The `image` file's bytes and the raw `top_k`, from a multipart request."""
+def make_parser(labels: int) -> reqparse.RequestParser:
+    """The one parser that both reads and documents a prediction request for a model with `labels` labels."""
+    parser = reqparse.RequestParser()
+    parser.add_argument("image", location="files", type=FileStorage, required=True,
+                        help="The image: PNG, JPEG, GIF, WebP, BMP or TIFF")
+    parser.add_argument("top_k", location=("form", "args"), type=Bounded("top_k", int, 1, labels), required=False,
+                        help=f"How many labels to return, best first (default 5, at most {labels})")
+    parser.add_argument("threshold", location=("form", "args"), type=Bounded("threshold", float, 0, 1),
+                        required=False, help="Multi-label models only: the score at or above which a label is "
+                                             "listed in positive_labels (default: the model's, 0.5 unless set)")
+    return parser
+
+
+def parse(parser: reqparse.RequestParser) -> dict[str, Any]:
+    """The request's arguments, with the service's own errors for what is missing or malformed."""
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMediaType(
             "send the image as multipart/form-data with an 'image' file field "
             f"(got {request.mimetype or 'a request without a body'})")
-    file = request.files.get("image")
-    if file is None:
+    if request.files.get("image") is None:
         hint = " (it arrived as a text field: send it as a file)" if "image" in request.form else ""
         raise MissingImage(f"the multipart field 'image' with the image file is missing{hint}")
-    return file.read(), request.form.get("top_k", request.args.get("top_k"))
+    try:
+        return parser.parse_args()
+    except BadRequest as exc:
+        errors = (getattr(exc, "data", None) or {}).get("errors") or {}
+        messages = [str(text).removeprefix(f"{arg.help} ") for arg in parser.args for name, text in errors.items()
+                    if arg.name == name]
+        raise InvalidParameter("; ".join(messages) or exc.description or "invalid request") from None
 
 
 class ModelResource(Resource):
-    """A resource bound to one served model (given per namespace as a class kwarg)."""
+    """A resource bound to one served model (given per namespace as class kwargs)."""
 
-    def __init__(self, api: object = None, *args: object, served: ServedModel, **kwargs: object) -> None:
+    def __init__(self, api: object = None, *args: object, served: ServedModel,
+                 parser: reqparse.RequestParser | None = None, **kwargs: object) -> None:
         super().__init__(api, *args, **kwargs)
         self.served = served
+        self.parser = parser
 
 
 @doc.response(503, "Model not loaded", schemas.error)
-@doc.response(500, "Inference failed", schemas.error)
+@doc.response(500, "Inference failed, or an unexpected error (logged with its traceback)", schemas.error)
 @doc.response(422, "Image larger than MAX_IMAGE_PIXELS", schemas.error)
 @doc.response(415, "Not multipart/form-data, or an image format that is not accepted", schemas.error)
 @doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.error)
-@doc.response(400, "Missing `image` field; empty, corrupt or non-image file; bad `top_k`", schemas.error)
+@doc.response(400, "Missing `image` field; empty, corrupt or non-image file; bad `top_k` or `threshold`",
+              schemas.error)
 @doc.response(200, "The top labels, best first", schemas.prediction)
-@doc.expect(upload)
 class Prediction(ModelResource):
     def post(self) -> dict:
         """Classify an uploaded image (multipart field `image`)."""
-        data, raw_top_k = read_upload()
-        return self.served.predict(data, self.served.top_k(raw_top_k))
+        assert self.parser is not None
+        args = parse(self.parser)
+        return self.served.predict(args["image"].read(), args.get("top_k"), args.get("threshold"))
 
 
-@doc.response(200, "Labels, input shape, preprocessing, runtime and provenance", schemas.model_info)
+@doc.response(200, "Labels, input shape, preprocessing, output kind, runtime and provenance", schemas.model_info)
 class Metadata(ModelResource):
     def get(self) -> dict:
         """Describe the model and how it is served."""
@@ -68,10 +104,11 @@ def make_namespace(served: ServedModel) -> Namespace:
     about = f"{spec.title} (v{spec.version})" + (f": {spec.description}" if spec.description else "")
     ns = Namespace(spec.name, description=about, path=f"/{spec.name}")
     schemas.add_models(ns, schemas.error, schemas.label_score, schemas.prediction,
-                       schemas.preprocessing, schemas.model_info)
-    # Resources are shared, so operation ids (unique in Swagger 2.0) are set per model.
-    ns.add_resource(Prediction, "/prediction", resource_class_kwargs={"served": served},
-                    route_doc={"post": {"id": f"predict_{spec.name}"}})
+                       schemas.preprocessing, schemas.serving, schemas.model_info)
+    parser = make_parser(len(spec.labels))
+    # Resources are shared, so operation ids (unique in Swagger 2.0) and the parser are set per model.
+    ns.add_resource(Prediction, "/prediction", resource_class_kwargs={"served": served, "parser": parser},
+                    route_doc={"post": {"id": f"predict_{spec.name}", "expect": [parser]}})
     ns.add_resource(Metadata, "/", resource_class_kwargs={"served": served},
                     route_doc={"get": {"id": f"describe_{spec.name}"}})
     return ns

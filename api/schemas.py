@@ -20,6 +20,9 @@ prediction = Model("Prediction", {
     "predictions": fields.List(fields.Nested(label_score), required=True, description="Top-k labels, best first"),
     "model": fields.String(required=True, example="digits"),
     "version": fields.Integer(required=True, example=1),
+    "threshold": fields.Float(description="Multi-label models only: the threshold applied", example=0.5),
+    "positive_labels": fields.List(fields.String, description="Multi-label models only: every label scoring at "
+                                   "or above the threshold, best first", example=["cat", "outdoor"]),
 })
 
 preprocessing = Model("Preprocessing", {
@@ -28,6 +31,21 @@ preprocessing = Model("Preprocessing", {
     "scale": fields.String(enum=["unit", "tf", "torch", "caffe", "raw"]),
     "invert": fields.Boolean(),
     "autocontrast": fields.Boolean(),
+    "size": fields.List(fields.Integer, description="Height, width for models of unknown input size"),
+})
+
+serving = Model("Serving", {
+    "image_shape": fields.List(fields.Integer, description="Height, width, channels the image is resized to"),
+    "size_from": fields.String(description="Why that size: the model, model.yaml, or the default",
+                               example="model"),
+    "scale": fields.String(enum=["unit", "tf", "torch", "caffe", "raw"]),
+    "scale_from": fields.String(description="Why that scale: model.yaml, the model's own Rescaling layer, or the "
+                                "default", example="model (Rescaling layer 'rescaling')"),
+    "output": fields.String(enum=["softmax", "logits", "binary", "binary_logits", "multilabel",
+                                  "multilabel_logits"]),
+    "output_from": fields.String(example="model (keras layer 'dense' (Dense))"),
+    "threshold": fields.Float(description="Multi-label models: default threshold"),
+    "warnings": fields.List(fields.String),
 })
 
 model_info = Model("ModelInfo", {
@@ -36,8 +54,16 @@ model_info = Model("ModelInfo", {
     "title": fields.String(example="Handwritten digits"),
     "description": fields.String(),
     "labels": fields.List(fields.String, required=True),
-    "input_shape": fields.List(fields.Integer, description="Height, width, channels", example=[8, 8, 1]),
-    "preprocessing": fields.Nested(preprocessing),
+    "format": fields.String(enum=["json", "hdf5", "keras", "savedmodel", "tflite"], description="How it was saved"),
+    "input_shape": fields.List(fields.Integer, description="Height, width, channels served", example=[8, 8, 1]),
+    "model_input": fields.List(fields.Integer, description="The model's own input shape (null: any size)"),
+    "preprocessing": fields.Nested(preprocessing, description="In force (model.yaml, then the model's own facts)"),
+    "serving": fields.Nested(serving, description="Size, scale and output kind, each with its reason"),
+    "output": fields.String(description="How outputs are read: softmax, logits, binary, binary_logits, multilabel, "
+                                        "multilabel_logits", example="softmax"),
+    "verified": fields.Boolean(description="False for a bare .tflite (no source model) or a Keras fallback"),
+    "verification": fields.Raw(description="max_abs_diff, top1_agreement, images, output_spread, weak, status",
+                               example={"status": "verified", "max_abs_diff": 2e-7, "top1_agreement": 1.0}),
     "runtime": fields.String(enum=["tflite", "keras"], description="Null until the model is loaded"),
     "ready": fields.Boolean(),
     "source_sha256": fields.Raw(description="sha256 of model.json and the weights file, by file name",

@@ -37,7 +37,7 @@ def make_mobilenet(models_dir: Path, size: int = 224) -> Path:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     subprocess.run([sys.executable, "-c", MAKE_MODEL, str(size), str(path)], check=True, env=env,
                    capture_output=True)
-    subprocess.run([sys.executable, "-m", "util.compile", "--models-dir", str(models_dir), "mobilenet"],
+    subprocess.run([sys.executable, "-m", "util.build", "--models-dir", str(models_dir), "mobilenet"],
                    check=True, cwd=ROOT, env=env, capture_output=True)
     return path
 
@@ -63,7 +63,7 @@ def write_photos(folder: Path, width: int, height: int, count: int, seed: int = 
 
 
 def write_digits(folder: Path, count: int) -> list[Path]:
-    from util.digits import load_split, render, to_png
+    from scripts.digits import load_split, render, to_png
     folder.mkdir(parents=True, exist_ok=True)
     _, _, x_test, y_test = load_split()
     paths = []

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from util.image import preprocess
-from util.models import read_spec
-from util.runtimes import LiteRTRuntime
+from util.serve.image import preprocess
+from util.serve.spec import read_spec
+from util.serve.runtimes import LiteRTRuntime
 
 
 def main() -> None:

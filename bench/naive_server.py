@@ -5,11 +5,12 @@ import os
 from flask import Flask, request
 from flask_restx import Api, Resource
 
-from util.image import preprocess
-from util.models import discover, load_keras
+from util.build.formats import load
+from util.serve.image import preprocess
+from util.serve.spec import discover
 
 SPEC = discover(os.environ["MODELS_DIR"])[0]
-MODEL = load_keras(SPEC)
+MODEL = load(SPEC).model  # type: ignore[attr-defined] - a Keras save format
 SHAPE = tuple(int(d) for d in MODEL.inputs[0].shape[1:])
 
 app = Flask(__name__)

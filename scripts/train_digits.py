@@ -7,7 +7,7 @@ the repository root with the dev requirements (TensorFlow) installed:
     .venv/bin/python scripts/train_digits.py
 
 Every training image is drawn as an upload (util/digits.py) and then goes through the
-serving preprocessing (util/image.py), so the model learns exactly what it will be fed.
+serving preprocessing (util/serve/image.py), so the model learns exactly what it will be fed.
 Seeds are fixed; the run takes a few minutes on two CPU cores and writes model.json,
 weights.h5, labels.txt and model.yaml to saved_models/digits/1/. It exits non-zero if
 the held-out accuracy on cleanly rendered PNG digits is below ACCURACY_FLOOR.
@@ -30,8 +30,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from util.digits import load_split, render, render_augmented, render_printed, to_jpeg, to_png  # noqa: E402
-from util.image import Preprocessing, preprocess, preprocess_image  # noqa: E402
+from scripts.digits import load_split, render, render_augmented, render_printed, to_jpeg, to_png  # noqa: E402
+from util.serve.image import Preprocessing, preprocess, preprocess_image  # noqa: E402
 
 SEED = 0
 EVAL_SEED = 1  # augmented test uploads must not repeat the training draws

@@ -54,3 +54,9 @@ def encode(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
 
 def solid(color: tuple[int, ...] | int, size: tuple[int, int] = (32, 24), mode: str = "RGB") -> Image.Image:
     return Image.new(mode, size, color)
+
+
+def keras_model(spec):  # type: ignore[no-untyped-def]
+    """The Keras model a Keras save format loads to (for comparing with what is served)."""
+    from util.build import formats
+    return formats.load(spec).model  # type: ignore[attr-defined]

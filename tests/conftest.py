@@ -22,8 +22,8 @@ raise ImportError(__name__ + " is blocked: the web process must not import it")
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`colors` (Keras 3) and `shades` (tf.keras 2), both compiled to TFLite."""
-    from util.compile import compile_model
-    from util.models import discover
+    from util.build.compile import compile_model
+    from util.serve.spec import discover
     root = tmp_path_factory.mktemp("models")
     builders.write_colors_model(root / "colors" / "1")
     builders.write_shades_model(root / "shades")
@@ -87,7 +87,7 @@ def live_server(server_factory: Callable[..., "contextmanager[str]"]) -> Iterato
 
 @pytest.fixture(scope="session")
 def digits_split():  # type: ignore[no-untyped-def]
-    from util.digits import load_split
+    from scripts.digits import load_split
     return load_split()
 
 

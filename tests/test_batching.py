@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from util.batching import BatchingRuntime
+from util.serve.batching import BatchingRuntime
 from util.errors import InferenceError, NotReady
-from util.models import read_spec
-from util.runtimes import LiteRTRuntime
+from util.serve.spec import read_spec
+from util.serve.runtimes import LiteRTRuntime
 
 
 class Flaky:

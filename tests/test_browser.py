@@ -19,7 +19,7 @@ SCREENSHOT = ROOT / "test-output" / "swagger-ui.png"
 def test_swagger_ui_classifies_an_uploaded_digit(live_server: str, tmp_path: Path, digits_split) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect, sync_playwright
 
-    from util.digits import render, to_png
+    from scripts.digits import render, to_png
     assert CHROMIUM.exists(), "Debian's chromium is missing: `make test` installs it (scripts/ensure_chromium.sh)"
     _, _, x_test, y_test = digits_split
     index = next(i for i, label in enumerate(y_test) if label == 7)

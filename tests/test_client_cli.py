@@ -19,7 +19,7 @@ import client.cli as cli
 from client import APIError, APIUnavailable, PredictionClient
 from tests.conftest import ROOT, free_port
 from tests.s3_fixtures import aws_env, bucket, s3, s3_server  # noqa: F401 - fixtures
-from util.digits import render, to_png
+from scripts.digits import render, to_png
 
 pytestmark = pytest.mark.slow  # gunicorn and moto servers
 

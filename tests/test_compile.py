@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 
 from tests import builders
-from util import compile as compiler
+from util.build import compile as compiler
+from util.build.formats.keras_source import KerasSource
+from util.serve import artifacts
 from util.errors import ModelLoadError
-from util.models import read_spec
-from util.runtimes import LiteRTRuntime, KerasRuntime
+from util.serve.spec import read_spec
+from util.serve.runtimes import LiteRTRuntime
+from util.build.keras_runtime import KerasRuntime
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,13 +33,13 @@ def test_manifest_records_sources_tools_and_diff(fresh: Path) -> None:
     spec = read_spec(fresh.parent)
     manifest = json.loads(spec.manifest.read_text())
     assert manifest["runtime"] == "tflite" and manifest["fallback_reason"] is None
-    assert manifest["sources"] == {"model.json": compiler.sha256(spec.architecture),
-                                   "model.weights.h5": compiler.sha256(spec.weights)}
-    assert manifest["artifact"]["sha256"] == compiler.sha256(spec.artifact)
+    assert manifest["sources"] == {"model.json": artifacts.sha256(spec.source),
+                                   "model.weights.h5": artifacts.sha256(spec.weights)}
+    assert manifest["artifact"]["sha256"] == artifacts.sha256(spec.artifact)
     assert 0 <= manifest["verification"]["max_abs_diff"] <= 1e-4
     assert manifest["verification"]["tolerance"] == 1e-4
     assert {"tensorflow", "keras", "ai-edge-litert", "numpy", "python"} <= set(manifest["tools"])
-    assert compiler.artifact_status(spec)[0] == "fresh"
+    assert artifacts.artifact_status(spec)[0] == "fresh"
 
 
 def test_litert_and_keras_agree_on_real_inputs(fresh: Path) -> None:
@@ -52,25 +55,25 @@ def test_changed_sources_or_artifact_are_stale(fresh: Path, change: str) -> None
         path.write_text(path.read_text().replace('"name": "dense"', '"name": "dense_renamed"'))
     else:
         path.write_bytes(path.read_bytes() + b"\0")
-    assert compiler.artifact_status(read_spec(fresh.parent))[0] == "stale"
+    assert artifacts.artifact_status(read_spec(fresh.parent))[0] == "stale"
 
 
 def test_missing_manifest_is_missing(fresh: Path) -> None:
     (fresh / "model.tflite.json").unlink()
-    assert compiler.artifact_status(read_spec(fresh.parent))[0] == "missing"
+    assert artifacts.artifact_status(read_spec(fresh.parent))[0] == "missing"
 
 
 def test_diff_above_tolerance_falls_back_to_keras(fresh: Path) -> None:
     manifest = compiler.compile_model(read_spec(fresh.parent), tolerance=-1.0)  # no diff can pass
     assert manifest["runtime"] == "keras" and "exceeds tolerance" in manifest["fallback_reason"]
     assert not (fresh / "model.tflite").exists() and manifest["artifact"] is None
-    assert compiler.artifact_status(read_spec(fresh.parent))[0] == "fresh"
+    assert artifacts.artifact_status(read_spec(fresh.parent))[0] == "fresh"
 
 
 def test_conversion_failure_falls_back_to_keras(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(model: object) -> bytes:
+    def broken(self: object) -> bytes:
         raise RuntimeError("converter exploded")
-    monkeypatch.setattr(compiler, "convert", broken)
+    monkeypatch.setattr(KerasSource, "convert", broken)
     manifest = compiler.compile_model(read_spec(fresh.parent))
     assert manifest["runtime"] == "keras" and manifest["fallback_reason"] == "conversion failed: converter exploded"
 
@@ -78,16 +81,16 @@ def test_conversion_failure_falls_back_to_keras(fresh: Path, monkeypatch: pytest
 def test_stale_artifact_is_recompiled_in_a_child_process(fresh: Path) -> None:
     spec = read_spec(fresh.parent)
     spec.artifact.unlink()
-    manifest = compiler.ensure_compiled(spec, fresh.parent.parent, 1e-4, auto_compile=True)
+    manifest = artifacts.ensure_compiled(spec, fresh.parent.parent, 1e-4, auto_compile=True)
     assert manifest["runtime"] == "tflite" and spec.artifact.is_file()
-    assert compiler.artifact_status(spec)[0] == "fresh"
+    assert artifacts.artifact_status(spec)[0] == "fresh"
 
 
 def test_stale_without_tensorflow_refuses_with_command(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (fresh / "model.tflite").unlink()
-    monkeypatch.setattr(compiler, "tensorflow_installed", lambda: False)
+    monkeypatch.setattr(artifacts, "tensorflow_installed", lambda: False)
     with pytest.raises(ModelLoadError) as err:
-        compiler.ensure_compiled(read_spec(fresh.parent), fresh.parent.parent, 1e-4, auto_compile=True)
+        artifacts.ensure_compiled(read_spec(fresh.parent), fresh.parent.parent, 1e-4, auto_compile=True)
     assert str(fresh) in err.value.message and "flask --app application models compile colors" in err.value.message
 
 
@@ -99,12 +102,12 @@ def test_cli_compiles_named_model_and_reports(tmp_path: Path) -> None:
     run = subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "application", "models", "compile",
                           "shades"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr
-    assert "shades v1: model.tflite" in run.stdout and "max abs diff" in run.stdout
+    assert "shades v1 (json): model.tflite" in run.stdout and "max abs diff" in run.stdout
     assert (root / "shades" / "model.tflite").is_file() and not (root / "colors" / "model.tflite").exists()
     listing = subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "application", "models", "list"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert "shades\tv1\t2 labels\tartifact fresh\truntime tflite" in listing.stdout
-    assert "colors\tv1\t3 labels\tartifact missing" in listing.stdout
+    assert "shades\tv1\tjson\t2 labels\tartifact fresh\truntime tflite" in listing.stdout
+    assert "colors\tv1\tjson\t3 labels\tartifact missing" in listing.stdout
     unknown = subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "application", "models",
                               "compile", "nope"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert unknown.returncode != 0 and "unknown model(s) nope" in unknown.stderr

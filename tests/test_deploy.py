@@ -42,7 +42,7 @@ def process_tree(root_pid: int) -> list[str]:
 
 @pytest.mark.slow
 def test_honcho_runs_the_procfile_like_heroku(tmp_path: Path) -> None:
-    from util.digits import load_split, render, to_png
+    from scripts.digits import load_split, render, to_png
     port = free_port()
     env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": "3",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from util.compile import artifact_status
-from util.digits import render, render_printed, to_jpeg, to_png
-from util.image import preprocess
-from util.models import ModelSpec, discover
-from util.runtimes import LiteRTRuntime
+from util.serve.artifacts import artifact_status
+from scripts.digits import render, render_printed, to_jpeg, to_png
+from util.serve.image import preprocess
+from util.serve.spec import ModelSpec, discover
+from util.serve.runtimes import LiteRTRuntime
 
 
 @pytest.fixture(scope="module")

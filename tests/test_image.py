@@ -12,7 +12,7 @@ from PIL import Image
 from tests import images
 from tests.images import ACCEPTED, APP_MAX_PIXELS, BAD, Accepted, Bad, by_id
 from util import errors
-from util.image import (SCALES, Preprocessing, decode, input_range, preprocess, preprocess_image, resize,
+from util.serve.image import (SCALES, Preprocessing, decode, input_range, preprocess, preprocess_image, resize,
                         to_array, to_mode)
 
 COLORS, SHADES = ("red", "green", "blue"), ("dark", "light")

@@ -32,7 +32,7 @@ def test_blocker_really_blocks_tensorflow(tf_blocker: tuple[Path, Path], tmp_pat
 
 def test_digit_predicted_by_server_that_cannot_import_tensorflow(
         live_server: str, tf_blocker: tuple[Path, Path], digits_split) -> None:  # type: ignore[no-untyped-def]
-    from util.digits import render, to_png
+    from scripts.digits import render, to_png
     _, _, x_test, y_test = digits_split
     for digit, label in list(zip(x_test, y_test))[:10]:
         body = post(f"{live_server}/digits/prediction", to_png(render(digit))).json()
@@ -69,13 +69,14 @@ def test_bad_input_over_http_is_json_4xx(live_server: str) -> None:
 
 
 def test_end_to_end_accuracy_matches_in_process(live_server: str, digits_split) -> None:  # type: ignore[no-untyped-def]
-    from util.digits import render, to_png
-    from util.image import preprocess
-    from util.models import discover, load_keras
+    from scripts.digits import render, to_png
+    from util.serve.image import preprocess
+    from tests import builders
+    from util.serve.spec import discover
     _, _, x_test, y_test = digits_split
     uploads = [to_png(render(digit)) for digit in x_test]
     spec = {s.name: s for s in discover(ROOT / "saved_models")}["digits"]
-    model = load_keras(spec)
+    model = builders.keras_model(spec)
     batch = np.stack([preprocess(data, (8, 8, 1), spec.preprocessing, 40_000_000) for data in uploads])
     in_process = float(np.mean(np.argmax(np.asarray(model(batch)), axis=1) == y_test))
     with SERVERS[live_server].rss() as rss, requests.Session() as session, ThreadPoolExecutor(8) as pool:

@@ -10,7 +10,7 @@ import pytest
 
 from tests import builders
 from util.errors import ModelLoadError
-from util.models import discover, load_keras, read_spec
+from util.serve.spec import discover, read_spec
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_discovers_highest_version_and_flat_dirs(tmp_path: Path, models_dir: Pat
 def test_keras3_weights_load_under_either_name(tmp_path: Path, weights_name: str) -> None:
     # A Keras 3 weights file renamed to plain `weights.h5` must not be read as legacy HDF5.
     path = builders.write_colors_model(tmp_path / "colors", weights_name=weights_name)
-    model = load_keras(read_spec(path))
+    model = builders.keras_model(read_spec(path))
     red = np.zeros((1, 8, 8, 3), np.float32)
     red[..., 0] = 1
     assert int(np.argmax(model(red))) == 0
@@ -45,8 +45,8 @@ def test_keras3_weights_load_under_either_name(tmp_path: Path, weights_name: str
 
 def test_tf_keras_2_json_and_legacy_h5_load(models_dir: Path) -> None:
     spec = read_spec(models_dir / "shades")
-    assert json.loads(spec.architecture.read_text())["keras_version"].startswith("2.")
-    model = load_keras(spec)
+    assert json.loads(spec.source.read_text())["keras_version"].startswith("2.")
+    model = builders.keras_model(spec)
     assert type(model).__module__.startswith("tf_keras")
     probs = np.asarray(model(np.full((2, 8, 8, 1), [[[[0.1]]], [[[0.9]]]], np.float32)))
     assert probs.argmax(axis=1).tolist() == [0, 1]
@@ -62,7 +62,7 @@ def test_keras3_model_reads_legacy_h5_weights(tmp_path: Path) -> None:
     import h5py
     with h5py.File(path / "weights.h5", "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
-    loaded = load_keras(read_spec(path))
+    loaded = builders.keras_model(read_spec(path))
     np.testing.assert_allclose(loaded.layers[-1].get_weights()[0], np.eye(3) * 10)
 
 
@@ -76,8 +76,8 @@ def test_json_of_unknown_layer_names_directory(colors: Path) -> None:
     config = json.loads((colors / "model.json").read_text())
     config["config"]["layers"][1]["class_name"] = "NoSuchLayer"
     (colors / "model.json").write_text(json.dumps(config))
-    with pytest.raises(ModelLoadError, match=rf"{colors}.*does not describe a loadable model"):
-        load_keras(read_spec(colors.parent))
+    with pytest.raises(ModelLoadError, match=rf"{colors}.*uses the class NoSuchLayer, which is neither built into Keras"):
+        builders.keras_model(read_spec(colors.parent))
 
 
 def test_weights_that_do_not_fit_name_directory(colors: Path, tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_weights_that_do_not_fit_name_directory(colors: Path, tmp_path: Path) ->
     (colors / "model.weights.h5").unlink()
     shutil.copy(other / "weights.h5", colors / "weights.h5")
     with pytest.raises(ModelLoadError, match=rf"{colors}.*weights.h5 does not fit the architecture"):
-        load_keras(read_spec(colors.parent))
+        builders.keras_model(read_spec(colors.parent))
 
 
 def test_missing_labels_names_directory(colors: Path) -> None:
@@ -96,8 +96,9 @@ def test_missing_labels_names_directory(colors: Path) -> None:
 
 def test_label_count_mismatch_names_directory(colors: Path) -> None:
     (colors / "labels.txt").write_text("red\ngreen\n")
+    from util.build.compile import compile_model
     with pytest.raises(ModelLoadError, match=rf"{colors}.*2 labels but the model outputs 3"):
-        load_keras(read_spec(colors.parent))
+        compile_model(read_spec(colors.parent))
 
 
 @pytest.mark.parametrize("yaml_text, reason", [

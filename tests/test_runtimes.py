@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from util import activity
+from util.serve import activity
 from util.config import interpreter_plan, load_settings, usable_cores
-from util.models import read_spec
-from util.runtimes import LiteRTRuntime
+from util.serve.spec import read_spec
+from util.serve.runtimes import LiteRTRuntime
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,17 @@
-"""`flask --app application models ...` and `python -m util.compile`: compile and list models."""
+"""`flask --app application models ...` and `python -m util.build`: compile and list models."""
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from util.config import load_settings
 from util.errors import ModelLoadError
-from util.models import ModelSpec, discover
+from util.serve.artifacts import artifact_status
+from util.serve.spec import ModelSpec, discover
 
 
 def _models_dir(explicit: str | None) -> Path:
@@ -23,11 +25,29 @@ def _models_dir(explicit: str | None) -> Path:
 
 
 def _select(models_dir: Path, names: tuple[str, ...]) -> list[ModelSpec]:
-    specs = {spec.name: spec for spec in discover(models_dir)}
+    try:
+        specs = {spec.name: spec for spec in discover(models_dir)}
+    except ModelLoadError as exc:
+        raise click.ClickException(exc.message) from None
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise click.UsageError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(specs) or 'none'}")
     return [specs[n] for n in names] if names else list(specs.values())
+
+
+def describe(m: dict[str, Any]) -> str:
+    """One line on how a manifest's model is served and how well it was verified."""
+    v = m.get("verification") or {}
+    if m["runtime"] == "keras":
+        return f"WARNING: served by the Keras runtime: {m['fallback_reason']}"
+    if not m.get("verified"):
+        return f"{m['artifact']['file']} served as is, UNVERIFIED ({v.get('reason')})"
+    text = (f"model.tflite ({m['artifact']['bytes']} bytes), max abs diff {v['max_abs_diff']:.3g} <= "
+            f"{v['tolerance']:g}, top-1 agreement {v['top1_agreement']:.0%} on {v['images']} images")
+    if v.get("weak"):
+        text += (f"; WEAK verification: scores vary by at most {v['output_spread']:.2g} across very different "
+                 "images (untrained?)")
+    return text
 
 
 @click.group("models")
@@ -43,14 +63,10 @@ def models_cli() -> None:
 def compile_command(names: tuple[str, ...], models_dir: str | None, tolerance: float | None, if_stale: bool) -> None:
     """Convert models to TFLite, verify against Keras, write model.tflite + manifest."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from util.compile import artifact_status, compile_model
+    from util.build.compile import compile_model
     tolerance = load_settings()["COMPILE_TOLERANCE"] if tolerance is None else tolerance
     failed = False
-    try:
-        specs = _select(_models_dir(models_dir), names)
-    except ModelLoadError as exc:
-        raise click.ClickException(exc.message) from None
-    for spec in specs:
+    for spec in _select(_models_dir(models_dir), names):
         if if_stale and artifact_status(spec)[0] == "fresh":
             click.echo(f"{spec.name} v{spec.version}: up to date")
             continue
@@ -60,13 +76,9 @@ def compile_command(names: tuple[str, ...], models_dir: str | None, tolerance: f
             click.echo(f"{spec.name} v{spec.version}: FAILED: {exc.message}", err=True)
             failed = True
             continue
-        diff = m["verification"]["max_abs_diff"]
-        if m["runtime"] == "tflite":
-            click.echo(f"{spec.name} v{spec.version}: model.tflite ({m['artifact']['bytes']} bytes), "
-                       f"max abs diff {diff:.3g} <= {tolerance:g}")
-        else:
-            click.echo(f"{spec.name} v{spec.version}: WARNING: served by the Keras runtime: {m['fallback_reason']}",
-                       err=True)
+        for warning in (m.get("plan") or {}).get("warnings", []):
+            click.echo(f"{spec.name} v{spec.version}: WARNING: {warning}", err=True)
+        click.echo(f"{spec.name} v{spec.version} ({spec.format}): {describe(m)}", err=m["runtime"] == "keras")
     if failed:
         sys.exit(1)
 
@@ -74,18 +86,25 @@ def compile_command(names: tuple[str, ...], models_dir: str | None, tolerance: f
 @models_cli.command("list")
 @click.option("--models-dir", default=None, help="Defaults to the app's MODELS_DIR.")
 def list_command(models_dir: str | None) -> None:
-    """Show each model's version, labels and artifact state."""
-    from util.compile import artifact_status
+    """Show each model's version, format, labels, artifact state and verification."""
     for spec in _select(_models_dir(models_dir), ()):
-        state, manifest = artifact_status(spec)
+        try:
+            state, manifest = artifact_status(spec)
+        except ModelLoadError as exc:
+            click.echo(f"{spec.name}\tv{spec.version}\t{spec.format}\tERROR: {exc.reason}")
+            continue
         runtime = (manifest or {}).get("runtime", "-")
-        click.echo(f"{spec.name}\tv{spec.version}\t{len(spec.labels)} labels\tartifact {state}\truntime {runtime}")
+        status = ((manifest or {}).get("verification") or {}).get("status", "-")
+        if state != "fresh":
+            status = f"{status} (stale: recompile)" if manifest else "-"
+        click.echo(f"{spec.name}\tv{spec.version}\t{spec.format}\t{len(spec.labels)} labels\tartifact {state}\t"
+                   f"runtime {runtime}\tverification {status}")
 
 
 def main() -> int:
-    """Entry point of `python -m util.compile` (used for compiling in a child process)."""
+    """Entry point of `python -m util.build` (used for compiling in a child process)."""
     try:
-        compile_command.main(prog_name="python -m util.compile", standalone_mode=False)
+        compile_command.main(prog_name="python -m util.build", standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

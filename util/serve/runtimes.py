@@ -1,46 +1,65 @@
-"""The Runtime interface and its two implementations: LiteRT (served) and Keras (reference).
+"""The Runtime interface and the LiteRT runtime (the Keras one is in util/build/keras_runtime.py).
 
-A runtime turns a float32 batch (N, H, W, C) into class probabilities (N, classes). It knows
-nothing about HTTP, images or batching; util/batching.py wraps it.
+A runtime turns a float32 image batch (N, H, W, C) into the model's raw outputs (N, units).
+It knows nothing about HTTP, images, output kinds or batching; util/serve/batching.py wraps it.
 """
 from __future__ import annotations
 
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from util import activity
-from util.models import ModelSpec, check_outputs, load_keras
+from util.serve import activity
+from util.serve.spec import ModelSpec
 
 
 class Runtime(Protocol):
+    """What serving needs of a runtime; implementations subclass it for the no-op defaults."""
+
     kind: str
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, int, int]  # the image (height, width, channels) fed to `predict`
     output_units: int
 
     def predict(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def incoming(self) -> AbstractContextManager[None]:
+        """Wraps the decoding of a request that will call `predict` (a batcher waits for it)."""
+        return nullcontext()
+
+    @property
+    def plan(self) -> dict[str, Any] | None:
+        """How inference runs (interpreters and threads), for metadata; None when not applicable."""
+        return None
+
+    def close(self) -> None:
+        """Finish what is queued; called when the worker stops."""
 
 
 class _Interpreter:
     """One LiteRT interpreter: one set of tensors, so one inference at a time."""
 
-    def __init__(self, model: bytes, num_threads: int) -> None:
+    def __init__(self, model: bytes, num_threads: int, shape: tuple[int, ...] | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         self.threads = num_threads
         self.interpreter = Interpreter(model_content=model, num_threads=num_threads)
-        self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.batch = int(self.input["shape"][0])
+        # A model of unknown height/width is planned for the size it is served at.
+        self.shape = tuple(shape) if shape else tuple(int(d) for d in self.input["shape"][1:])
+        if self.shape != tuple(int(d) for d in self.input["shape"][1:]):
+            self.interpreter.resize_tensor_input(self.input["index"], [self.batch, *self.shape])
+        self.interpreter.allocate_tensors()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if batch.shape[0] != self.batch:
             # Re-planning costs milliseconds; batch sizes repeat under load.
-            self.interpreter.resize_tensor_input(self.input["index"], list(batch.shape))
+            self.interpreter.resize_tensor_input(self.input["index"], [batch.shape[0], *self.shape])
             self.interpreter.allocate_tensors()
             self.batch = batch.shape[0]
         self.interpreter.set_tensor(self.input["index"], batch)
@@ -48,11 +67,11 @@ class _Interpreter:
         return np.array(self.interpreter.get_tensor(self.output["index"]))
 
 
-class LiteRTRuntime:
+class LiteRTRuntime(Runtime):
     """A TFLite flatbuffer on LiteRT (XNNPACK on CPU), with `lanes` interpreters run in parallel.
 
     Each lane has `lane_threads` threads. A request that finds no other inference running
-    anywhere in the server (util.activity) gets a solo interpreter with `solo_threads`
+    anywhere in the server (util.serve.activity) gets a solo interpreter with `solo_threads`
     instead: all the cores when idle, none oversubscribed when busy. The interpreters share
     one model buffer.
     """
@@ -60,16 +79,17 @@ class LiteRTRuntime:
     kind = "tflite"
 
     def __init__(self, model: Path | bytes, lane_threads: int = 1, lanes: int = 1, solo_threads: int = 0,
-                 solo_min_speedup: float = 1.25) -> None:
+                 solo_min_speedup: float = 1.25, tensor_shape: tuple[int, ...] | None = None) -> None:
         self._model = model if isinstance(model, bytes) else Path(model).read_bytes()
         self.solo_speedup: float | None = None
         self.runs = {"solo": 0, "lane": 0}  # diagnostics: which interpreters served requests
-        self._lanes = [_Interpreter(self._model, lane_threads) for _ in range(max(1, lanes))]
+        self._lanes = [_Interpreter(self._model, lane_threads, tensor_shape) for _ in range(max(1, lanes))]
         self._idle = list(self._lanes)
         self._changed = threading.Condition()
-        shape = tuple(int(d) for d in self._lanes[0].input["shape"][1:])
+        self._tensor_shape = self._lanes[0].shape
+        shape = self._tensor_shape + (1,) if len(self._tensor_shape) == 2 else self._tensor_shape
         if len(shape) != 3:
-            raise ValueError(f"expected an image input (height, width, channels), got {shape}")
+            raise ValueError(f"expected an image input (height, width[, channels]), got {self._tensor_shape}")
         self.input_shape: tuple[int, int, int] = shape  # type: ignore[assignment]
         self.output_units = int(self._lanes[0].output["shape"][-1])
         self._solo = self._solo_if_faster(solo_threads, solo_min_speedup) if solo_threads > lane_threads else None
@@ -77,7 +97,7 @@ class LiteRTRuntime:
     def _solo_if_faster(self, threads: int, min_speedup: float) -> _Interpreter | None:
         """A solo interpreter, kept only if it is `min_speedup` times as fast as a lane (small models
         gain nothing from more threads, and the interpreter costs memory)."""
-        solo, x = _Interpreter(self._model, threads), np.zeros((1, *self.input_shape), np.float32)
+        solo, x = _Interpreter(self._model, threads, self._tensor_shape), np.zeros((1, *self._tensor_shape), np.float32)
 
         def fastest_s(interpreter: _Interpreter) -> float:
             interpreter.run(x)  # the first run sets XNNPACK up
@@ -116,7 +136,8 @@ class LiteRTRuntime:
                 self._changed.notify()
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        # (N, H, W, 1) images for a model that takes (N, H, W): the channel axis is ours.
+        batch = np.ascontiguousarray(batch, dtype=np.float32).reshape(len(batch), *self._tensor_shape)
         interpreter = self._acquire()
         try:
             return interpreter.run(batch)
@@ -124,34 +145,11 @@ class LiteRTRuntime:
             self._release(interpreter)
 
 
-class KerasRuntime:
-    """The Keras model itself: imports TensorFlow, so only for MODEL_RUNTIME=keras and fallbacks."""
-
-    kind = "keras"
-
-    def __init__(self, spec: ModelSpec) -> None:
-        self._model = load_keras(spec)
-        shape = tuple(int(d) for d in self._model.inputs[0].shape[1:])
-        self.input_shape: tuple[int, int, int] = shape  # type: ignore[assignment]
-        self.output_units = int(self._model.outputs[0].shape[-1])
-        self._lock = threading.Lock()
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        with self._lock:
-            return np.asarray(self._model(np.asarray(batch, dtype=np.float32), training=False))
-
-
-def as_probabilities(outputs: np.ndarray) -> np.ndarray:
-    """Softmax outputs pass through; logits (rows not summing to 1) get a softmax."""
-    outputs = outputs.astype(np.float64).reshape(outputs.shape[0], -1)
-    if outputs.min() >= 0 and np.abs(outputs.sum(axis=1) - 1.0).max() <= 1e-3:
-        return outputs
-    shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def open_runtime(spec: ModelSpec, kind: str, plan: tuple[int, int, int] = (1, 1, 0)) -> Runtime:
+def open_runtime(spec: ModelSpec, kind: str, tensor_shape: tuple[int, ...],
+                 plan: tuple[int, int, int] = (1, 1, 0)) -> Runtime:
     """Create a runtime of `kind` for `spec` ((lane threads, lanes, solo threads) for LiteRT)."""
-    runtime: Runtime = LiteRTRuntime(spec.artifact, *plan) if kind == "tflite" else KerasRuntime(spec)
-    check_outputs(spec, runtime.output_units)
-    return runtime
+    if kind == "tflite":
+        return LiteRTRuntime(spec.artifact, *plan, tensor_shape=tensor_shape)
+    # The Keras runtime is the tool chain itself (TensorFlow): only for MODEL_RUNTIME=keras and fallbacks.
+    from util.build.keras_runtime import KerasRuntime
+    return KerasRuntime(spec, tensor_shape)

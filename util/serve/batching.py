@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from util.errors import InferenceError, NotReady
-from util.runtimes import Runtime
+from util.serve.runtimes import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class _Request:
     error: Exception | None = None
 
 
-class BatchingRuntime:
+class BatchingRuntime(Runtime):
     """Queue single requests, run them in batches of up to `max_batch_size` samples."""
 
     def __init__(self, runtime: Runtime, max_batch_size: int, max_batch_delay_ms: float, name: str = "model") -> None:
@@ -62,6 +62,10 @@ class BatchingRuntime:
             with self._cond:
                 self._incoming -= 1
                 self._cond.notify()
+
+    @property
+    def plan(self) -> dict | None:
+        return self.runtime.plan
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         request = _Request(batch)

@@ -39,6 +39,7 @@ class Preprocessing:
     scale: str = "unit"
     invert: bool = False
     autocontrast: bool = False
+    size: tuple[int, int] | None = None  # (height, width) for models whose input size is unknown
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> "Preprocessing":
@@ -46,6 +47,12 @@ class Preprocessing:
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown preprocessing keys: {sorted(unknown)}")
+        if raw.get("size") is not None:
+            size = raw["size"]
+            if (not isinstance(size, (list, tuple)) or len(size) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in size)):
+                raise ValueError(f"preprocessing.size must be [height, width] in pixels (1..4096), not {size!r}")
+            raw["size"] = (size[0], size[1])
         p = cls(**raw)
         for key, allowed in (("resize", RESIZE_MODES), ("scale", SCALES), ("resample", tuple(RESAMPLING))):
             if getattr(p, key) not in allowed:
@@ -56,7 +63,9 @@ class Preprocessing:
         return p
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["size"] = list(self.size) if self.size else None
+        return d
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:

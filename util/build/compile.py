@@ -1,0 +1,83 @@
+"""Any supported save format -> a verified TFLite flatbuffer and its manifest (TensorFlow inside).
+
+The manifest records the model's own facts (input shape, output activation, pixel scaling
+inside the model), the plan they give, and what verification showed; serving reads them
+back (util/serve/plan.py) without TensorFlow.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+from typing import Any
+
+from util.build import formats
+from util.build.verify import verify
+from util.serve.artifacts import MANIFEST_FORMAT, source_hashes, tflite_manifest
+from util.serve.plan import make_plan
+from util.serve.spec import ModelSpec
+
+TOOLS = ("tensorflow", "tensorflow-cpu", "keras", "tf-keras", "ai-edge-litert", "numpy")
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in TOOLS:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def write_atomic(path: os.PathLike[str], data: bytes) -> None:
+    tmp = f"{os.fspath(path)}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def compile_model(spec: ModelSpec, tolerance: float = 1e-4, seed: int = 0) -> dict[str, Any]:
+    """Convert, verify and write model.tflite + manifest; fall back to Keras when conversion fails."""
+    if spec.format == "tflite":  # served as is: the manifest only records what the graph says
+        manifest = tflite_manifest(spec)
+        write_atomic(spec.manifest, (json.dumps(manifest, indent=2) + "\n").encode())
+        return manifest
+    source = formats.load(spec)
+    facts = source.facts()
+    plan = make_plan(spec, facts)  # refuses here what the server would refuse at load
+    verification: dict[str, Any] = {"tolerance": tolerance, "max_abs_diff": None}
+    reason: str | None = None
+    flatbuffer = b""
+    try:
+        flatbuffer = source.convert()
+        verification.update(verify(source, flatbuffer, plan, spec.samples, seed))
+        if not verification["max_abs_diff"] <= tolerance:
+            reason = f"verified max abs diff {verification['max_abs_diff']:.3g} exceeds tolerance {tolerance:g}"
+    except Exception as exc:  # the converter raises many types (and ConverterError)
+        reason = f"conversion failed: {_first_line(exc)}"
+    if reason is None:
+        write_atomic(spec.artifact, flatbuffer)
+    elif spec.artifact.exists():
+        spec.artifact.unlink()  # never leave an unverified flatbuffer next to the manifest
+    manifest = {
+        "format": MANIFEST_FORMAT, "model": spec.name, "version": spec.version, "save_format": spec.format,
+        "keras_format": source.keras_format, "runtime": "tflite" if reason is None else "keras",
+        "fallback_reason": reason, "sources": source_hashes(spec),
+        "artifact": {"file": spec.artifact.name, "sha256": hashlib.sha256(flatbuffer).hexdigest(),
+                     "bytes": len(flatbuffer)} if reason is None else None,
+        **facts, "plan": plan.to_dict(), "verified": reason is None,
+        "verification": {"status": "weak" if verification.get("weak") else "verified", **verification}
+        if reason is None else {"status": "failed", **verification},
+        "tools": tool_versions(), "compiled_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_atomic(spec.manifest, (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest

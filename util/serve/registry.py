@@ -1,0 +1,165 @@
+"""Served models: a spec + a plan + a runtime, and the registry of all of them.
+
+`ServedModel.predict` is the one prediction path every route calls. Runtimes are created
+by `load()`, which gunicorn calls after fork (gunicorn.conf.py) so no interpreter is
+shared between processes; elsewhere the first request or readiness probe does.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+
+from util.config import interpreter_plan
+from util.errors import InferenceError, InvalidParameter, ModelLoadError, ServiceError
+from util.serve.artifacts import artifact_status, ensure_compiled, tensorflow_installed
+from util.serve.batching import BatchingRuntime
+from util.serve.image import preprocess
+from util.serve.plan import Plan, make_plan
+from util.serve.runtimes import Runtime, open_runtime
+from util.serve.spec import ModelSpec, discover
+
+log = logging.getLogger(__name__)
+
+
+class ServedModel:
+    """One model version as the API sees it."""
+
+    def __init__(self, spec: ModelSpec, settings: dict[str, Any]) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.runtime: Runtime | None = None
+        self.plan: Plan | None = None
+        self.manifest: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self.runtime is not None
+
+    def load(self) -> None:
+        """Pick the runtime (verified TFLite, else Keras), plan the inputs and outputs; idempotent."""
+        with self._lock:
+            if self.runtime is not None:
+                return
+            wanted = self.settings["MODEL_RUNTIME"]
+            if wanted == "keras" and self.spec.format != "tflite":
+                self.manifest, kind = artifact_status(self.spec)[1], "keras"
+            else:
+                self.manifest = ensure_compiled(self.spec, self.settings["MODELS_DIR"],
+                                                self.settings["COMPILE_TOLERANCE"], self.settings["AUTO_COMPILE"])
+                kind = self.manifest["runtime"]
+            if kind == "keras" and wanted != "keras":
+                reason = self.manifest.get("fallback_reason") if self.manifest else None
+                if wanted == "tflite" or not tensorflow_installed():
+                    raise ModelLoadError(self.spec.path, f"no verified model.tflite ({reason}) and "
+                                         f"{'MODEL_RUNTIME=tflite' if wanted == 'tflite' else 'TensorFlow is not installed'}")
+                log.warning("model %s: serving with the Keras runtime because %s", self.spec.name, reason)
+            if kind == "keras":
+                runtime = open_runtime(self.spec, kind, ())
+                plan = make_plan(self.spec, runtime.facts)  # type: ignore[attr-defined]
+            else:
+                plan = make_plan(self.spec, self.manifest)
+                runtime = open_runtime(self.spec, kind, plan.tensor_shape, interpreter_plan(self.settings))
+            if runtime.output_units != self.manifest_units(runtime):
+                raise ModelLoadError(self.spec.path, "the runtime's output differs from the manifest: recompile")
+            for warning in plan.warnings:
+                log.warning("model %s: %s", self.spec.name, warning)
+            size, delay = self.batching()
+            if size > 1:
+                runtime = BatchingRuntime(runtime, size, delay, name=self.spec.name)
+            self.plan, self.runtime = plan, runtime
+            log.info("model %s v%s ready on %s: %s input %s (size from %s), scale %s (from %s), output %s "
+                     "(from %s), batches of up to %d, %g ms", self.spec.name, self.spec.version, kind,
+                     self.spec.format, "x".join(map(str, plan.image_shape)), plan.size_from,
+                     plan.preprocessing.scale, plan.scale_from, plan.outputs.kind, plan.output_from, size, delay)
+
+    def manifest_units(self, runtime: Runtime) -> int:
+        output = (self.manifest or {}).get("output") or {}
+        return int(output.get("units", runtime.output_units))
+
+    def batching(self) -> tuple[int, float]:
+        """(max_batch_size, max_batch_delay_ms): model.yaml, else the global settings."""
+        own = self.spec.batching
+        return (own.get("max_batch_size", self.settings["MAX_BATCH_SIZE"]),
+                own.get("max_batch_delay_ms", self.settings["MAX_BATCH_DELAY_MS"]))
+
+    def close(self) -> None:
+        """Finish queued requests (a batching runtime drains its queue)."""
+        if self.runtime is not None:
+            self.runtime.close()
+
+    def predict(self, data: bytes, top_k: int | None = None, threshold: float | None = None) -> dict[str, Any]:
+        """Classify one encoded image; raises util.errors for bad input."""
+        if self.runtime is None:
+            self.load()
+        assert self.runtime is not None and self.plan is not None
+        if threshold is not None and not self.plan.outputs.multilabel:
+            raise InvalidParameter(f"threshold applies to multi-label models only; {self.spec.name} is "
+                                   f"{self.plan.outputs.kind}")
+        with self.runtime.incoming():  # a batcher holds a batch open for requests still being decoded
+            x = preprocess(data, self.plan.image_shape, self.plan.preprocessing, self.settings["MAX_IMAGE_PIXELS"])
+        try:
+            raw = self.runtime.predict(x[None])
+        except ServiceError:
+            raise
+        except Exception as exc:
+            log.exception("model %s: inference failed", self.spec.name)
+            raise InferenceError(f"inference failed in model {self.spec.name}: {exc}") from None
+        return self.answer(self.plan.outputs.scores(raw)[0], top_k, threshold)
+
+    def answer(self, scores: np.ndarray, top_k: int | None, threshold: float | None) -> dict[str, Any]:
+        """The response body for one image's per-label scores."""
+        labels = self.spec.labels
+        k = top_k or min(self.settings["DEFAULT_TOP_K"], len(labels))
+        order = np.argsort(-scores, kind="stable")
+        predictions = [{"label": labels[i], "confidence": float(scores[i])} for i in order[:k]]
+        body = {**predictions[0], "predictions": predictions, "model": self.spec.name, "version": self.spec.version}
+        assert self.plan is not None
+        if self.plan.outputs.multilabel:
+            cut = self.plan.outputs.threshold if threshold is None else threshold
+            body["threshold"] = cut
+            body["positive_labels"] = [labels[i] for i in order if scores[i] >= cut]
+        return body
+
+    def info(self) -> dict[str, Any]:
+        """Metadata for GET /<model>/."""
+        manifest = self.manifest or artifact_status(self.spec)[1] or {}
+        verification = manifest.get("verification") or {}
+        plan = self.plan
+        return {
+            "name": self.spec.name, "version": self.spec.version, "title": self.spec.title,
+            "description": self.spec.description, "labels": list(self.spec.labels), "format": self.spec.format,
+            "input_shape": list(plan.image_shape) if plan else None,
+            "model_input": manifest.get("model_input"),
+            "preprocessing": (plan.preprocessing if plan else self.spec.preprocessing).to_dict(),
+            "serving": plan.to_dict() if plan else None,
+            "output": plan.outputs.kind if plan else None,
+            "runtime": self.runtime.kind if self.runtime else None, "ready": self.ready,
+            "verified": bool(manifest.get("verified")), "verification": verification or None,
+            "source_sha256": manifest.get("sources"), "verified_max_abs_diff": verification.get("max_abs_diff"),
+            "tolerance": verification.get("tolerance"), "compiled_at": manifest.get("compiled_at"),
+            "batching": dict(zip(("max_batch_size", "max_batch_delay_ms"), self.batching())),
+            "inference": self.runtime.plan if self.runtime else None,
+        }
+
+
+class Registry:
+    """Every model under MODELS_DIR, by name."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.models = {spec.name: ServedModel(spec, settings) for spec in discover(settings["MODELS_DIR"])}
+
+    def load_all(self) -> None:
+        for model in self.models.values():
+            model.load()
+
+    def close(self) -> None:
+        for model in self.models.values():
+            model.close()
+
+    @property
+    def ready(self) -> bool:
+        return all(m.ready for m in self.models.values())
