@@ -82,8 +82,8 @@ class ModelResource(Resource):
 @doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.error)
 @doc.response(400, "Missing `image` field; empty, corrupt or non-image file; bad `top_k` or `threshold`",
               schemas.error)
-@doc.response(200, "The top labels, best first", schemas.prediction)
 class Prediction(ModelResource):
+    @doc.marshal_with(schemas.prediction, skip_none=True, description="The top labels, best first")
     def post(self) -> dict:
         """Classify an uploaded image (multipart field `image`)."""
         assert self.parser is not None
@@ -91,8 +91,9 @@ class Prediction(ModelResource):
         return self.served.predict(args["image"].read(), args.get("top_k"), args.get("threshold"))
 
 
-@doc.response(200, "Labels, input shape, preprocessing, output kind, runtime and provenance", schemas.model_info)
 class Metadata(ModelResource):
+    @doc.marshal_with(schemas.model_info, description="Labels, input shape, preprocessing, output kind, runtime and "
+                                                      "provenance")
     def get(self) -> dict:
         """Describe the model and how it is served."""
         return self.served.info()

@@ -138,7 +138,16 @@ def save(model: keras.Model, directory: Path) -> None:
         f"description: >-\n  {DESCRIPTION}\n"
         "preprocessing:\n"
         + "".join(f"  {key}: {str(value).lower() if isinstance(value, bool) else value}\n"
-                  for key, value in p.items()))
+                  for key, value in p.items() if value is not None))
+
+
+def write_samples(directory: Path, x_test: np.ndarray, y_test: np.ndarray) -> None:
+    """samples/: one held-out digit of each class as a user would upload it; compile verifies on them."""
+    samples = directory / "samples"
+    samples.mkdir(parents=True, exist_ok=True)
+    for label in range(10):
+        index = int(np.flatnonzero(y_test == label)[0])
+        (samples / f"digit-{label}.png").write_bytes(to_png(render(x_test[index])))
 
 
 def main() -> int:
@@ -161,6 +170,7 @@ def main() -> int:
     passed = headline >= ACCURACY_FLOOR
     if passed:  # a failed run must not replace a good model
         save(model, OUTPUT)
+        write_samples(OUTPUT, x_test, y_test)
         print(f"wrote {OUTPUT.relative_to(ROOT)}/")
     print(f"finished in {time.perf_counter() - started:.0f}s")
     for name, (score, n) in reversed(results.items()):  # the headline figure last

@@ -147,3 +147,19 @@ def test_nested_application_base_with_its_own_preprocessing_is_detected() -> Non
     assert found is not None and "Rescaling" in found and base.name in found
     plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3), keras.layers.Rescaling(2.0)])
     assert inspect.preprocessing_layer(plain) is None
+
+
+def test_start_up_log_says_which_size_and_why(tutorials: tuple[Path, dict, dict],
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from application import create_app
+    with caplog.at_level(logging.INFO, logger="util"):
+        create_app({"MODELS_DIR": str(tutorials[0]), "PRELOAD_MODELS": True})
+    lines = {r.getMessage().split()[1]: r.getMessage() for r in caplog.records if r.getMessage().startswith("model ")
+             and "ready on" in r.getMessage()}
+    assert "input 40x48x3 (size from model.yaml preprocessing.size)" in lines["fcn"]
+    assert "input 28x28x1 (size from model)" in lines["fashion"] and "output logits" in lines["fashion"]
+    assert "scale raw (from model (Rescaling layer" in lines["transfer"]
+    bare = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "model bare" in r.getMessage()]
+    assert bare and "set preprocessing.scale" in bare[0]

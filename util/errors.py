@@ -35,10 +35,6 @@ class InvalidParameter(BadRequest):
     code = "invalid_parameter"
 
 
-class NotFound(ServiceError):
-    status, code = 404, "not_found"
-
-
 class PayloadTooLarge(ServiceError):
     status, code = 413, "payload_too_large"
 
