@@ -9,7 +9,7 @@ import click
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
-from api import create_api, http_error_body, internal_error
+from api import create_api, http_error_body, http_error_headers, internal_error
 from util.config import load_settings
 from util.serve.registry import Registry
 
@@ -40,9 +40,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.cli.add_command(ToolChainCommands("models", help="Compile and inspect the models under MODELS_DIR."))
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[dict, int]:
+    def http_error(exc: HTTPException) -> tuple[dict, int, dict[str, str]]:
         # Outside flask-restx routes (e.g. static files), errors are still JSON.
-        return http_error_body(exc, registry), exc.code or 500
+        return http_error_body(exc, registry), exc.code or 500, http_error_headers(exc)
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> tuple[dict, int]:

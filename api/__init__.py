@@ -41,6 +41,11 @@ def internal_error(exc: BaseException) -> dict[str, str]:
     return {"message": "internal server error: the failure is logged on the server", "error": "internal_error"}
 
 
+def http_error_headers(exc: HTTPException) -> dict[str, str]:
+    """werkzeug's own headers for the error (e.g. `Allow` on a 405), minus its HTML content type."""
+    return {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+
+
 def create_api(app: Flask, registry: Registry, version: str) -> Api:
     app.config.setdefault("RESTX_ERROR_404_HELP", False)
     app.config.setdefault("RESTX_MASK_SWAGGER", False)
@@ -57,9 +62,9 @@ def create_api(app: Flask, registry: Registry, version: str) -> Api:
 
     @api.errorhandler(HTTPException)
     @api.response(404, "Error", schemas.error)
-    def http_error(exc: HTTPException) -> tuple[dict, int]:
+    def http_error(exc: HTTPException) -> tuple[dict, int, dict[str, str]]:
         """An HTTP-level error (unknown URL, method not allowed, body too large)."""
-        return http_error_body(exc, registry), exc.code or 500
+        return http_error_body(exc, registry), exc.code or 500, http_error_headers(exc)
 
     @api.errorhandler(Exception)
     @api.response(500, "Error", schemas.error)

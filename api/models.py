@@ -34,16 +34,17 @@ class Bounded:
         return value
 
 
-def make_parser(labels: int) -> reqparse.RequestParser:
+def make_parser(labels: int, multilabel: bool) -> reqparse.RequestParser:
     """The one parser that both reads and documents a prediction request for a model with `labels` labels."""
     parser = reqparse.RequestParser()
     parser.add_argument("image", location="files", type=FileStorage, required=True,
                         help="The image: PNG, JPEG, GIF, WebP, BMP or TIFF")
     parser.add_argument("top_k", location=("form", "args"), type=Bounded("top_k", int, 1, labels), required=False,
                         help=f"How many labels to return, best first (default 5, at most {labels})")
-    parser.add_argument("threshold", location=("form", "args"), type=Bounded("threshold", float, 0, 1),
-                        required=False, help="Multi-label models only: the score at or above which a label is "
-                                             "listed in positive_labels (default: the model's, 0.5 unless set)")
+    if multilabel:  # declared for multi-label models only, so the spec never offers what would be refused
+        parser.add_argument("threshold", location=("form", "args"), type=Bounded("threshold", float, 0, 1),
+                            required=False, help="The score at or above which a label is listed in "
+                                                 "positive_labels (default: the model's, 0.5 unless set)")
     return parser
 
 
@@ -56,6 +57,14 @@ def parse(parser: reqparse.RequestParser) -> dict[str, Any]:
     if request.files.get("image") is None:
         hint = " (it arrived as a text field: send it as a file)" if "image" in request.form else ""
         raise MissingImage(f"the multipart field 'image' with the image file is missing{hint}")
+    known = {arg.name for arg in parser.args} | {"threshold"}  # predict explains a misplaced threshold
+    unknown = sorted((set(request.form) | set(request.files)) - known)
+    if unknown:
+        shown = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise InvalidParameter(f"unknown form field(s) {shown}; this route takes "
+                               f"{', '.join(arg.name for arg in parser.args)}")
+    if len(request.files.getlist("image")) > 1:
+        raise InvalidParameter(f"send one image per request; got {len(request.files.getlist('image'))} 'image' files")
     try:
         return parser.parse_args()
     except BadRequest as exc:
@@ -88,11 +97,13 @@ class Prediction(ModelResource):
         """Classify an uploaded image (multipart field `image`)."""
         assert self.parser is not None
         args = parse(self.parser)
-        return self.served.predict(args["image"].read(), args.get("top_k"), args.get("threshold"))
+        # Undeclared for a model that is not multi-label: passed on raw so predict can say why not.
+        threshold = args["threshold"] if "threshold" in args else request.values.get("threshold")
+        return self.served.predict(args["image"].read(), args.get("top_k"), threshold)
 
 
 class Metadata(ModelResource):
-    @doc.marshal_with(schemas.model_info, description="Labels, input shape, preprocessing, output kind, runtime and "
+    @doc.marshal_with(schemas.model_info, skip_none=True, description="Labels, input shape, preprocessing, output kind, runtime and "
                                                       "provenance")
     def get(self) -> dict:
         """Describe the model and how it is served."""
@@ -106,7 +117,7 @@ def make_namespace(served: ServedModel) -> Namespace:
     ns = Namespace(spec.name, description=about, path=f"/{spec.name}")
     schemas.add_models(ns, schemas.error, schemas.label_score, schemas.prediction,
                        schemas.preprocessing, schemas.serving, schemas.model_info)
-    parser = make_parser(len(spec.labels))
+    parser = make_parser(len(spec.labels), served.multilabel_hint())
     # Resources are shared, so operation ids (unique in Swagger 2.0) and the parser are set per model.
     ns.add_resource(Prediction, "/prediction", resource_class_kwargs={"served": served, "parser": parser},
                     route_doc={"post": {"id": f"predict_{spec.name}", "expect": [parser]}})

@@ -57,8 +57,9 @@ model_info = Model("ModelInfo", {
     "format": fields.String(enum=["json", "hdf5", "keras", "savedmodel", "tflite"], description="How it was saved"),
     "input_shape": fields.List(fields.Integer, description="Height, width, channels served", example=[8, 8, 1]),
     "model_input": fields.List(fields.Integer, description="The model's own input shape (null: any size)"),
-    "preprocessing": fields.Nested(preprocessing, description="In force (model.yaml, then the model's own facts)"),
-    "serving": fields.Nested(serving, description="Size, scale and output kind, each with its reason"),
+    "preprocessing": fields.Nested(preprocessing, skip_none=True,
+                                   description="In force (model.yaml, then the model's own facts)"),
+    "serving": fields.Nested(serving, skip_none=True, description="Size, scale and output kind, each with its reason"),
     "output": fields.String(description="How outputs are read: softmax, logits, binary, binary_logits, multilabel, "
                                         "multilabel_logits", example="softmax"),
     "verified": fields.Boolean(description="False for a bare .tflite (no source model) or a Keras fallback"),

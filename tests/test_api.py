@@ -38,7 +38,7 @@ def test_spec_is_valid_swagger_2_with_a_namespace_per_model(client) -> None:  # 
     assert (params["top_k"]["type"], params["top_k"]["minimum"], params["top_k"]["maximum"]) == ("integer", 1, 3)
     shades = {p["name"]: p for p in spec["paths"]["/shades/prediction"]["post"]["parameters"]}
     assert shades["top_k"]["maximum"] == 2
-    assert (params["threshold"]["minimum"], params["threshold"]["maximum"]) == (0, 1)
+    assert "threshold" not in params  # declared for multi-label models only
     documented = set(predict["responses"])
     assert documented == {"200", "400", "413", "415", "422", "500", "503"}
     for code, response in predict["responses"].items():
@@ -67,7 +67,7 @@ def test_metadata(client) -> None:  # type: ignore[no-untyped-def]
     assert info["name"] == "shades" and info["labels"] == ["dark", "light"]
     assert info["input_shape"] == [8, 8, 1] and info["runtime"] == "tflite" and info["ready"] is True
     assert info["preprocessing"] == {"resize": "crop", "resample": "bilinear", "scale": "unit",
-                                     "invert": False, "autocontrast": False, "size": None}
+                                     "invert": False, "autocontrast": False}  # size: only for models of unknown size
     assert set(info["source_sha256"]) == {"model.json", "weights.h5"}
     assert info["format"] == "json" and info["output"] == "softmax" and info["model_input"] == [8, 8, 1]
     assert info["serving"]["size_from"] == "model" and info["serving"]["scale_from"] == "default"

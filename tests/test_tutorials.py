@@ -127,6 +127,10 @@ def test_multilabel_scores_are_not_renormalised_and_threshold_applies(server: st
     assert strict["threshold"] == 0.999
     assert strict["positive_labels"] == [p["label"] for p in strict["predictions"] if p["confidence"] >= 0.999]
     assert len(strict["positive_labels"]) < len(body["positive_labels"])
+    spec = requests.get(f"{server}/swagger.json", timeout=10).json()["paths"]
+    declared = {p["name"]: p for p in spec["/tagger/prediction"]["post"]["parameters"]}
+    assert (declared["threshold"]["minimum"], declared["threshold"]["maximum"]) == (0, 1)
+    assert "threshold" not in {p["name"] for p in spec["/fashion/prediction"]["post"]["parameters"]}
     wrong = requests.post(f"{server}/fashion/prediction?threshold=0.5", files={"image": ("w.png", white)}, timeout=30)
     assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_parameter"
     bad = requests.post(f"{server}/tagger/prediction", files={"image": ("w.png", white)}, data={"threshold": "2"},

@@ -17,6 +17,7 @@ from util.errors import InferenceError, InvalidParameter, ModelLoadError, Servic
 from util.serve.artifacts import artifact_status, ensure_compiled, tensorflow_installed
 from util.serve.batching import BatchingRuntime
 from util.serve.image import preprocess
+from util.serve.outputs import MULTILABEL
 from util.serve.plan import Plan, make_plan
 from util.serve.runtimes import Runtime, open_runtime
 from util.serve.spec import ModelSpec, discover
@@ -76,6 +77,18 @@ class ServedModel:
                      self.spec.format, "x".join(map(str, plan.image_shape)), plan.size_from,
                      plan.preprocessing.scale, plan.scale_from, plan.outputs.kind, plan.output_from, size, delay)
 
+    def multilabel_hint(self) -> bool:
+        """Whether the model is multi-label, from model.yaml or its manifest, before it is loaded."""
+        if self.plan is not None:
+            return self.plan.outputs.multilabel
+        if self.spec.output:
+            return self.spec.output in MULTILABEL
+        try:
+            manifest = artifact_status(self.spec)[1] or {}
+            return make_plan(self.spec, manifest).outputs.multilabel
+        except (KeyError, TypeError, ServiceError):
+            return False
+
     def manifest_units(self, runtime: Runtime) -> int:
         output = (self.manifest or {}).get("output") or {}
         return int(output.get("units", runtime.output_units))
@@ -91,14 +104,13 @@ class ServedModel:
         if self.runtime is not None:
             self.runtime.close()
 
-    def predict(self, data: bytes, top_k: int | None = None, threshold: float | None = None) -> dict[str, Any]:
+    def predict(self, data: bytes, top_k: int | None = None, threshold: Any = None) -> dict[str, Any]:
         """Classify one encoded image; raises util.errors for bad input."""
         if self.runtime is None:
             self.load()
         assert self.runtime is not None and self.plan is not None
-        if threshold is not None and not self.plan.outputs.multilabel:
-            raise InvalidParameter(f"threshold applies to multi-label models only; {self.spec.name} is "
-                                   f"{self.plan.outputs.kind}")
+        if threshold is not None:
+            threshold = self.threshold(threshold)
         with self.runtime.incoming():  # a batcher holds a batch open for requests still being decoded
             x = preprocess(data, self.plan.image_shape, self.plan.preprocessing, self.settings["MAX_IMAGE_PIXELS"])
         try:
@@ -109,6 +121,20 @@ class ServedModel:
             log.exception("model %s: inference failed", self.spec.name)
             raise InferenceError(f"inference failed in model {self.spec.name}: {exc}") from None
         return self.answer(self.plan.outputs.scores(raw)[0], top_k, threshold)
+
+    def threshold(self, raw: Any) -> float:
+        """A request's threshold, for multi-label models only."""
+        assert self.plan is not None
+        if not self.plan.outputs.multilabel:
+            raise InvalidParameter(f"threshold applies to multi-label models only; {self.spec.name} is "
+                                   f"{self.plan.outputs.kind}")
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not 0 <= value <= 1:
+            raise InvalidParameter(f"threshold must be from 0 to 1, got {raw!r}")
+        return value
 
     def answer(self, scores: np.ndarray, top_k: int | None, threshold: float | None) -> dict[str, Any]:
         """The response body for one image's per-label scores."""
