@@ -11,7 +11,9 @@ from util.serve import activity  # noqa: E402,F401 - its shared count must exist
 
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
-worker_class = "gthread"
+# Bodies are read on an event loop (api/frontend.py), so slow uploads never hold a thread;
+# GUNICORN_WORKER_CLASS=gthread gives the previous thread-per-connection server (for comparison).
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "api.frontend.Worker"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 60)
 graceful_timeout = 20
 keepalive = 5
@@ -24,7 +26,8 @@ os.environ.setdefault("WEB_CONCURRENCY", str(workers))
 
 
 def _registry(worker):  # noqa: ANN001, ANN202
-    return getattr(getattr(worker, "wsgi", None), "extensions", {}).get("registry")
+    app = getattr(worker, "flask_app", None) or getattr(worker, "wsgi", None)  # the front end wraps the Flask app
+    return getattr(app, "extensions", {}).get("registry")
 
 
 def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature

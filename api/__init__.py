@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, request
+from flask import Flask, Request, current_app, request
 from flask_restx import Api
 from werkzeug.exceptions import HTTPException
 
@@ -21,12 +21,25 @@ DESCRIPTION = (
 )
 
 
+class StrictRequest(Request):
+    """A malformed multipart body raises instead of parsing to nothing, so the client can be told why."""
+
+    def make_form_data_parser(self):  # type: ignore[no-untyped-def]
+        parser = super().make_form_data_parser()
+        parser.silent = False
+        return parser
+
+
 def http_error_body(exc: HTTPException, registry: Registry) -> dict[str, str]:
     """werkzeug's HTTP errors in the service's error shape, with a hint for unknown URLs."""
     code = (exc.name or "error").lower().replace(" ", "_")
     message = exc.description or exc.name
     if exc.code == 413:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and request.content_length <= limit:  # werkzeug's form limits
+            return PayloadTooLarge(f"a multipart text field or part header is larger than "
+                                   f"{current_app.config['MAX_FORM_MEMORY_SIZE']} bytes, or there are more than "
+                                   f"{current_app.config['MAX_FORM_PARTS']} parts").to_dict()
         return PayloadTooLarge(f"the request body is larger than the {limit} byte limit "
                                "(MAX_CONTENT_LENGTH)").to_dict()
     if exc.code == 404:
@@ -49,6 +62,7 @@ def http_error_headers(exc: HTTPException) -> dict[str, str]:
 def create_api(app: Flask, registry: Registry, version: str) -> Api:
     app.config.setdefault("RESTX_ERROR_404_HELP", False)
     app.config.setdefault("RESTX_MASK_SWAGGER", False)
+    app.request_class = StrictRequest
     api = Api(app, version=version, title="Keras image classification API", description=DESCRIPTION,
               doc="/", catch_all_404s=True)
 

@@ -9,7 +9,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest
 
 from api import schemas
-from util.errors import InvalidParameter, MissingImage, UnsupportedMediaType
+from util.errors import InvalidParameter, MalformedRequest, MissingImage, UnsupportedMediaType
 from util.serve.registry import ServedModel
 
 # Resources are shared by every model namespace; this one only carries their documentation.
@@ -54,17 +54,25 @@ def parse(parser: reqparse.RequestParser) -> dict[str, Any]:
         raise UnsupportedMediaType(
             "send the image as multipart/form-data with an 'image' file field "
             f"(got {request.mimetype or 'a request without a body'})")
-    if request.files.get("image") is None:
-        hint = " (it arrived as a text field: send it as a file)" if "image" in request.form else ""
+    try:
+        files, form = request.files, request.form
+    except ValueError as exc:  # StrictRequest: the multipart body itself is broken
+        raise MalformedRequest(f"the multipart/form-data body cannot be parsed ({exc}); send it with a boundary, "
+                               "complete, with UTF-8 field names and file names") from None
+    if files.get("image") is None:
+        hint = " (it arrived as a text field: send it as a file)" if "image" in form else ""
         raise MissingImage(f"the multipart field 'image' with the image file is missing{hint}")
     known = {arg.name for arg in parser.args} | {"threshold"}  # predict explains a misplaced threshold
-    unknown = sorted((set(request.form) | set(request.files)) - known)
+    unknown = sorted((set(form) | set(files)) - known)
     if unknown:
         shown = ", ".join(repr(name[:40]) for name in unknown[:5])
         raise InvalidParameter(f"unknown form field(s) {shown}; this route takes "
                                f"{', '.join(arg.name for arg in parser.args)}")
-    if len(request.files.getlist("image")) > 1:
-        raise InvalidParameter(f"send one image per request; got {len(request.files.getlist('image'))} 'image' files")
+    if len(files.getlist("image")) > 1:
+        raise InvalidParameter(f"send one image per request; got {len(files.getlist('image'))} 'image' files")
+    repeated = [arg.name for arg in parser.args if len(request.values.getlist(arg.name)) > 1]
+    if repeated:
+        raise InvalidParameter(f"{repeated[0]} is given more than once (form and query together count)")
     try:
         return parser.parse_args()
     except BadRequest as exc:

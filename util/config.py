@@ -27,6 +27,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "MODELS_DIR": (str(ROOT / "saved_models"), str, "directory holding one sub-directory per model"),
     "MODEL_RUNTIME": ("auto", str, "auto (TFLite when verified, else Keras), tflite or keras"),
     "MAX_CONTENT_LENGTH": (10 * 1024 * 1024, int, "largest accepted request body in bytes (413 above)"),
+    "BODY_TIMEOUT": (60.0, float, "seconds a request body may take to arrive in full (408 after)"),
     "MAX_IMAGE_PIXELS": (40_000_000, int, "largest accepted image in pixels, width x height (422 above)"),
     "DEFAULT_TOP_K": (5, int, "predictions returned when the request gives no top_k"),
     "INFERENCE_LANES": (0, int, "inferences a worker runs in parallel, one interpreter each; 0 = cores / workers"),

@@ -35,6 +35,14 @@ class InvalidParameter(BadRequest):
     code = "invalid_parameter"
 
 
+class MalformedRequest(BadRequest):
+    code = "malformed_request"
+
+
+class RequestTimeout(ServiceError):
+    status, code = 408, "request_timeout"
+
+
 class PayloadTooLarge(ServiceError):
     status, code = 413, "payload_too_large"
 
