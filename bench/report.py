@@ -64,6 +64,29 @@ def targets(results: dict) -> list[str]:
     return lines + [""]
 
 
+def fronts(entries: dict) -> list[str]:
+    """The HTTP front ends side by side: throughput under load, and normal requests among slow uploads."""
+    if not entries:
+        return []
+    lines = ["## HTTP front ends (MobileNetV2, 224x224 JPEG)", "",
+             "| front end | req/s at concurrency 16 (or highest) | ratio to the first | slow uploads open | "
+             "normal requests failed | worst ms | median ms |", "|---|---|---|---|---|---|---|"]
+    first = None
+    for label, entry in entries.items():
+        runs = entry["load"]["runs"]
+        levels = [r["concurrency"] for r in runs]
+        rate = at(runs, 16 if 16 in levels else max(levels))["throughput"]
+        first = first or rate
+        slow = entry["slow_clients"]
+        lines.append(f"| {label} | {rate:.1f} | {rate / first:.3f} | {slow['slow_connections']} | "
+                     f"{slow['failed']} of {slow['requests']} (timeout {slow['timeout_s']:g} s) | "
+                     f"{slow['worst_ms']:.0f} | {slow['median_ms']:.0f} |")
+    lines.append("")
+    for label, entry in entries.items():
+        lines += load_table(label, entry["load"])
+    return lines
+
+
 def render(results: dict, variants: dict) -> str:
     lines = ["# Benchmark results", "",
              f"Written by `make bench` on {dt.date.today().isoformat()} ({results['machine']}); every figure below "
@@ -79,6 +102,7 @@ def render(results: dict, variants: dict) -> str:
             lines += ["### (c) naive baseline: flask-restx + Keras `model(x)` per request", ""]
             lines += load_table("naive", entry["naive"])
     lines += ["## (d) HTTP floor: flask-restx, same upload, constant JSON", ""] + load_table("floor", results["floor"])
+    lines += fronts(results.get("fronts") or {})
     lines += ["## Process-model variants (MobileNetV2, 224x224 JPEG)", ""]
     for label in variants:
         lines += load_table(label, results["variants"][label])

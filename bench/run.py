@@ -21,11 +21,14 @@ from bench import assets, report
 from bench.servers import ROOT, serve
 
 FULL = {"size": 224, "concurrency": (1, 4, 16, 64), "duration": 8.0, "warmup": 2.0, "limit_seconds": 5.0,
-        "photos": 16, "digits": 64, "variant_concurrency": (1, 4, 16)}
+        "photos": 16, "digits": 64, "variant_concurrency": (1, 4, 16), "slow": 64}
 SMOKE = {"size": 32, "concurrency": (1, 4), "duration": 0.5, "warmup": 0.2, "limit_seconds": 0.3,
-         "photos": 2, "digits": 4, "variant_concurrency": (1,)}
+         "photos": 2, "digits": 4, "variant_concurrency": (1,), "slow": 4}
 # (processes, interpreter threads, batch size) for the in-process limit
 LIMIT_CONFIGS = [(1, 2, 1), (1, 2, 2), (1, 2, 4), (1, 2, 8), (1, 1, 1), (2, 1, 1), (2, 1, 2), (2, 1, 4)]
+# HTTP front ends compared (the default is the event-loop front, api/frontend.py).
+FRONTS = {"event loop (uvicorn worker, bodies buffered; default)": {},
+          "gthread (a thread reads each body; before 2026-11-26)": {"GUNICORN_WORKER_CLASS": "gthread"}}
 VARIANTS = {
     "2 workers x 1 lane, no solo interpreter": {"WEB_CONCURRENCY": "2", "SOLO_THREADS": "1"},
     "2 workers x 1 lane x 2 threads": {"WEB_CONCURRENCY": "2", "INTERPRETER_THREADS": "2", "SOLO_THREADS": "1"},
@@ -71,6 +74,14 @@ def drive(env: dict[str, str], route: str, images: list[Path], levels: tuple[int
     return {"startup_s": server.startup_s, "runs": runs, "inference": plan}
 
 
+def slow_clients(env: dict[str, str], route: str, image: Path, cfg: dict) -> dict:
+    """Normal requests timed while 64 connections trickle their bodies (bench/slowclients.py)."""
+    with serve({**env, "BODY_TIMEOUT": "30"}) as server:
+        command = [sys.executable, "-m", "bench.slowclients", server.url + route, str(image),
+                   "--slow", str(cfg["slow"]), "--requests", "5"]
+        return json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny model and durations, to check the bench runs")
@@ -110,6 +121,14 @@ def main() -> None:
             print(f"[bench] variant: {label}", flush=True)
             results["variants"][label] = drive({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction", photos,
                                                cfg["variant_concurrency"], cfg)
+        results["fronts"] = {}
+        for label, env in FRONTS.items():
+            print(f"[bench] front end: {label}", flush=True)
+            results["fronts"][label] = {
+                "load": drive({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction", photos,
+                              cfg["variant_concurrency"], cfg),
+                "slow_clients": slow_clients({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction",
+                                             photos[0], cfg)}
         args.output.write_text(report.render(results, VARIANTS))
         args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     print(f"[bench] wrote {args.output}")

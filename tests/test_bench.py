@@ -20,10 +20,12 @@ def test_bench_smoke_run_writes_every_section(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     text = output.read_text()
     for heading in ("## Targets", "(a) in-process limit", "(b) this server", "(c) naive baseline",
-                    "(d) HTTP floor", "Process-model variants", "digits, PNG", "1024x768 JPEG"):
+                    "(d) HTTP floor", "Process-model variants", "HTTP front ends", "digits, PNG", "1024x768 JPEG"):
         assert heading in text, heading
     results = json.loads(output.with_suffix(".json").read_text())
     for entry in results["sets"].values():
         for run_ in entry["server"]["runs"]:
             assert run_["requests"] > 0 and run_["errors"] == 0 and run_["peak_rss_mb"] > 0
     assert results["sets"]["MobileNetV2, 224x224 JPEG"]["naive"]["runs"][0]["errors"] == 0
+    default = next(iter(results["fronts"].values()))
+    assert default["slow_clients"]["failed"] == 0 and default["load"]["runs"][0]["errors"] == 0
