@@ -9,8 +9,10 @@ import click
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
-from api import create_api, http_error_body, http_error_headers, internal_error
+from api import create_api, http_error_body, http_error_headers, internal_error, metrics, requestlog
+from util import logs
 from util.config import load_settings
+from util.errors import ServiceError
 from util.serve.registry import Registry
 
 __version__ = "1.0.0"
@@ -34,15 +36,23 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings (defaults < environment < `config`), models, API, CLI."""
     app = Flask(__name__)
     app.config.update(load_settings(config))
+    logs.configure(app.config["LOG_FORMAT"] or None)
     registry = Registry(app.config)
     app.extensions["registry"] = registry
+    requestlog.install(app)  # first, so even a request refused by the API key check has its id
     create_api(app, registry, __version__)
+    metrics.install(app)
     app.cli.add_command(ToolChainCommands("models", help="Compile and inspect the models under MODELS_DIR."))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[dict, int, dict[str, str]]:
         # Outside flask-restx routes (e.g. static files), errors are still JSON.
         return http_error_body(exc, registry), exc.code or 500, http_error_headers(exc)
+
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError) -> tuple[dict, int, dict[str, str]]:
+        # Raised outside flask-restx routes (e.g. an API key check before /metrics).
+        return exc.to_dict(), exc.status, exc.headers
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> tuple[dict, int]:
@@ -51,7 +61,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     if app.config["PRELOAD_MODELS"]:
         registry.load_all()
-    logging.getLogger("util").setLevel(logging.INFO)
     return app
 
 

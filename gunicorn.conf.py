@@ -4,7 +4,9 @@ Models load in each worker after fork (`post_worker_init`): interpreters are nev
 across processes, and a model that cannot load stops the server with its reason.
 """
 import os
+import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # util/, wherever gunicorn starts
 from util.serve import activity  # noqa: E402,F401 - its shared count must exist before the workers fork
@@ -17,12 +19,36 @@ worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "api.frontend.Worker"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 60)
 graceful_timeout = 20
 keepalive = 5
-accesslog = "-"
+accesslog = None  # the app logs one access line per request itself (api/requestlog.py), with its request id
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 control_socket_disable = True  # not used, and one fixed path would clash between servers
 # util.config shares the cores among workers for LiteRT's thread pools.
 os.environ.setdefault("WEB_CONCURRENCY", str(workers))
+# prometheus_client's multiprocess mode: every worker writes its metrics to files here, /metrics sums them.
+# Set before any worker imports prometheus_client; our own directory unless the operator gives one.
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keras-serve-metrics-")
+
+
+def on_starting(server):  # noqa: ANN001
+    # A directory left by an earlier run would add its counts to ours.
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+
+
+def child_exit(server, worker):  # noqa: ANN001
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(worker.pid)  # its in-flight gauge must not count any more
+
+
+def on_exit(server):  # noqa: ANN001
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def _registry(worker):  # noqa: ANN001, ANN202

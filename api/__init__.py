@@ -7,7 +7,7 @@ from flask import Flask, Request, current_app, request
 from flask_restx import Api
 from werkzeug.exceptions import HTTPException
 
-from api import health, schemas
+from api import auth, health, schemas
 from api.models import make_namespace
 from util.errors import PayloadTooLarge, ServiceError
 from util.serve.registry import Registry
@@ -60,19 +60,22 @@ def http_error_headers(exc: HTTPException) -> dict[str, str]:
 
 
 def create_api(app: Flask, registry: Registry, version: str) -> Api:
+    """The Api with its error mapping, optional API keys, health and one namespace per model."""
     app.config.setdefault("RESTX_ERROR_404_HELP", False)
     app.config.setdefault("RESTX_MASK_SWAGGER", False)
     app.request_class = StrictRequest
+    keys = auth.load_keys(app.config)
     api = Api(app, version=version, title="Keras image classification API", description=DESCRIPTION,
-              doc="/", catch_all_404s=True)
+              doc="/", catch_all_404s=True, authorizations=auth.SCHEMES if keys else None)
+    auth.install(app, keys)
 
     api.add_model(schemas.error.name, schemas.error)
 
     @api.errorhandler(ServiceError)
     @api.response(400, "Error", schemas.error)
-    def service_error(exc: ServiceError) -> tuple[dict, int]:
+    def service_error(exc: ServiceError) -> tuple[dict, int, dict[str, str]]:
         """A request the service refused, with the reason (status per error code)."""
-        return exc.to_dict(), exc.status
+        return exc.to_dict(), exc.status, exc.headers
 
     @api.errorhandler(HTTPException)
     @api.response(404, "Error", schemas.error)
@@ -88,5 +91,5 @@ def create_api(app: Flask, registry: Registry, version: str) -> Api:
 
     api.add_namespace(health.ns)
     for served in registry.models.values():
-        api.add_namespace(make_namespace(served))
+        api.add_namespace(make_namespace(served, auth.SECURITY if keys else None))
     return api

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from a2wsgi import WSGIMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
+from api.requestlog import SANE_ID, access
 from util.config import load_settings
 from util.errors import PayloadTooLarge, RequestTimeout, ServiceError
 
@@ -28,12 +30,17 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def refuse(send: Send, error: ServiceError) -> None:
+async def refuse(scope: Scope, send: Send, error: ServiceError) -> None:
     """Answer with the service's JSON error and close the connection (the rest of the body is unread)."""
     body = (json.dumps(error.to_dict()) + "\n").encode()
+    given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+    rid = given if SANE_ID.match(given) else uuid.uuid4().hex
+    access.info("%s %s %s", scope["method"], scope["path"], error.status, extra={
+        "method": scope["method"], "path": scope["path"], "status": error.status, "duration_ms": None,
+        "model": None, "version": None, "bytes_in": None, "request_id": rid, "error": error.code})
     await send({"type": "http.response.start", "status": error.status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"), (b"x-request-id", rid.encode())]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -50,21 +57,21 @@ class BufferedBodies:
                                     "(MAX_CONTENT_LENGTH)")
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_body:
-            return await refuse(send, too_large)
+            return await refuse(scope, send, too_large)
         loop = asyncio.get_running_loop()
         deadline, body, more = loop.time() + self.body_timeout, bytearray(), True
         while more:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
             except TimeoutError:
-                return await refuse(send, RequestTimeout(
+                return await refuse(scope, send, RequestTimeout(
                     f"the request body did not arrive within {self.body_timeout:g} s (BODY_TIMEOUT)"))
             if message["type"] == "http.disconnect":
                 return  # the client left: nobody to answer
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_body:
-                return await refuse(send, too_large)
+                return await refuse(scope, send, too_large)
         replay = [{"type": "http.request", "body": bytes(body), "more_body": False}]
 
         async def buffered() -> Message:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import g, request
 from flask_restx import Namespace, Resource, reqparse
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest
@@ -104,6 +104,7 @@ class Prediction(ModelResource):
     def post(self) -> dict:
         """Classify an uploaded image (multipart field `image`)."""
         assert self.parser is not None
+        g.model, g.version = self.served.spec.name, self.served.spec.version  # for the access log
         args = parse(self.parser)
         # Undeclared for a model that is not multi-label: passed on raw so predict can say why not.
         threshold = args["threshold"] if "threshold" in args else request.values.get("threshold")
@@ -115,10 +116,11 @@ class Metadata(ModelResource):
                                                       "provenance")
     def get(self) -> dict:
         """Describe the model and how it is served."""
+        g.model, g.version = self.served.spec.name, self.served.spec.version
         return self.served.info()
 
 
-def make_namespace(served: ServedModel) -> Namespace:
+def make_namespace(served: ServedModel, security: list[str] | None = None) -> Namespace:
     """A documented namespace for one served model."""
     spec = served.spec
     about = f"{spec.title} (v{spec.version})" + (f": {spec.description}" if spec.description else "")
@@ -127,8 +129,9 @@ def make_namespace(served: ServedModel) -> Namespace:
                        schemas.preprocessing, schemas.serving, schemas.model_info)
     parser = make_parser(len(spec.labels), served.multilabel_hint())
     # Resources are shared, so operation ids (unique in Swagger 2.0) and the parser are set per model.
+    secured = {"security": security} if security else {}
     ns.add_resource(Prediction, "/prediction", resource_class_kwargs={"served": served, "parser": parser},
-                    route_doc={"post": {"id": f"predict_{spec.name}", "expect": [parser]}})
+                    route_doc={"post": {"id": f"predict_{spec.name}", "expect": [parser], **secured}})
     ns.add_resource(Metadata, "/", resource_class_kwargs={"served": served},
-                    route_doc={"get": {"id": f"describe_{spec.name}"}})
+                    route_doc={"get": {"id": f"describe_{spec.name}", **secured}})
     return ns

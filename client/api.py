@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -78,9 +79,12 @@ class PredictionClient:
     """
 
     def __init__(self, base_url: str, model: str = "digits", timeout: float = 30.0, retries: int = 4,
-                 backoff: float = 0.5, max_backoff: float = 10.0) -> None:
+                 backoff: float = 0.5, max_backoff: float = 10.0, api_key: str | None = None) -> None:
         self.base_url, self.model, self.timeout = base_url.rstrip("/"), model, timeout
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
+        # PREDICTION_API_KEY when not given; sent as a bearer token, never logged.
+        key = api_key if api_key is not None else os.environ.get("PREDICTION_API_KEY", "")
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._local = threading.local()
 
     @property
@@ -108,7 +112,8 @@ class PredictionClient:
         for attempt in range(self.retries + 1):
             response = None
             try:
-                response = self._session().post(self.url, files=files, data=form, timeout=self.timeout)
+                response = self._session().post(self.url, files=files, data=form, headers=self._headers,
+                                                timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as error:
                 cause = f"{type(error).__name__}: {error}"
             else:

@@ -1,6 +1,7 @@
 """Swagger UI in a real browser: Debian's Chromium, driven by Playwright, against the live server."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -51,3 +52,42 @@ def test_swagger_ui_classifies_an_uploaded_digit(live_server: str, tmp_path: Pat
     outside = [url for url in requested if urlsplit(url).scheme in {"http", "https", "ws", "wss"}
                and urlsplit(url).hostname != "127.0.0.1"]
     assert not outside, f"the page loaded from outside 127.0.0.1: {outside}"
+
+
+@pytest.fixture(scope="module")
+def keyed_server(server_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    with server_factory(API_KEYS="browser-key") as url:
+        yield url
+
+
+def test_swagger_ui_authorize_then_predict(keyed_server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests import builders
+    upload = tmp_path / "white.png"
+    upload.write_bytes(builders.encode(builders.solid((255, 255, 255), (32, 32))))
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        try:
+            page = context.new_page()
+            page.goto(f"{keyed_server}/")
+            operation = page.locator("#operations-digits-predict_digits")
+            page.locator("#operations-tag-digits").click()
+            operation.locator(".opblock-summary").click()
+            operation.locator("button.try-out__btn").click()
+            operation.locator("input[type=file]").set_input_files(str(upload))
+            operation.locator("button.execute").click()  # no key yet: refused
+            status = operation.locator(".live-responses-table tr.response .response-col_status").first
+            expect(status).to_contain_text("401", timeout=20_000)
+            page.locator(".auth-wrapper .btn.authorize").click()
+            dialog = page.locator(".dialog-ux")
+            dialog.locator(".auth-container").filter(has_text="X-API-Key").locator("input").fill("browser-key")
+            dialog.locator(".auth-container").filter(has_text="X-API-Key").locator("button.authorize").click()
+            dialog.locator("button.btn-done").first.click()
+            operation.locator("button.execute").click()
+            expect(status).to_contain_text("200", timeout=20_000)
+            expect(operation.locator(".live-responses-table .response-col_description pre").first).to_contain_text(
+                '"model": "digits"')
+        finally:
+            context.close()

@@ -37,6 +37,10 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "AUTO_COMPILE": (True, _bool, "compile stale or missing artifacts at start-up (child process, needs TensorFlow)"),
     "MAX_BATCH_SIZE": (1, int, "largest micro-batch per model (1 = no batching); model.yaml `batching` overrides"),
     "MAX_BATCH_DELAY_MS": (2.0, float, "longest wait for a batch to fill while other requests are being decoded"),
+    "API_KEYS": ("", str, "comma-separated API keys; when set (or API_KEYS_FILE), model routes need one"),
+    "API_KEYS_FILE": ("", str, "file with one API key per line (# comments), added to API_KEYS"),
+    "API_KEYS_OPEN": ("health,metrics,docs", str, "what stays open when keys are set: health, metrics, docs"),
+    "LOG_FORMAT": ("", str, "json or text log lines; empty = json where DYNO is set (Heroku), else text"),
     "PRELOAD_MODELS": (False, _bool, "load every model in create_app (gunicorn loads them after fork instead)"),
 }
 

@@ -10,6 +10,7 @@ class ServiceError(Exception):
 
     status: int = 500
     code: str = "internal_error"
+    headers: dict[str, str] = {}  # noqa: RUF012 - read-only, per class
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -37,6 +38,11 @@ class InvalidParameter(BadRequest):
 
 class MalformedRequest(BadRequest):
     code = "malformed_request"
+
+
+class Unauthorized(ServiceError):
+    status, code = 401, "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="keras-serve", charset="UTF-8"'}  # noqa: RUF012
 
 
 class RequestTimeout(ServiceError):

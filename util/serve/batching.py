@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from util import metrics
 from util.errors import InferenceError, NotReady
 from util.serve.runtimes import Runtime
 
@@ -116,6 +117,7 @@ class BatchingRuntime(Runtime):
     def _run(self, requests: list[_Request]) -> None:
         sizes = [len(r.batch) for r in requests]
         self.batches.append(sum(sizes))
+        metrics.BATCH_SIZE.labels(self.name).observe(sum(sizes))
         try:
             outputs = self.runtime.predict(np.concatenate([r.batch for r in requests]))
             if len(outputs) != sum(sizes):

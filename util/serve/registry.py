@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import numpy as np
 
+from util import metrics
 from util.config import interpreter_plan
 from util.errors import InferenceError, InvalidParameter, ModelLoadError, ServiceError
 from util.serve.artifacts import artifact_status, ensure_compiled, tensorflow_installed
@@ -72,6 +74,8 @@ class ServedModel:
             if size > 1:
                 runtime = BatchingRuntime(runtime, size, delay, name=self.spec.name)
             self.plan, self.runtime = plan, runtime
+            metrics.MODEL_INFO.labels(self.spec.name, str(self.spec.version), kind, self.spec.format,
+                                      plan.outputs.kind).set(1)
             log.info("model %s v%s ready on %s: %s input %s (size from %s), scale %s (from %s), output %s "
                      "(from %s), batches of up to %d, %g ms", self.spec.name, self.spec.version, kind,
                      self.spec.format, "x".join(map(str, plan.image_shape)), plan.size_from,
@@ -111,10 +115,17 @@ class ServedModel:
         assert self.runtime is not None and self.plan is not None
         if threshold is not None:
             threshold = self.threshold(threshold)
+        name = self.spec.name
+        started = time.perf_counter()
         with self.runtime.incoming():  # a batcher holds a batch open for requests still being decoded
             x = preprocess(data, self.plan.image_shape, self.plan.preprocessing, self.settings["MAX_IMAGE_PIXELS"])
+        decoded = time.perf_counter()
+        metrics.DECODE_SECONDS.labels(name).observe(decoded - started)
         try:
             raw = self.runtime.predict(x[None])
+            metrics.INFERENCE_SECONDS.labels(name).observe(time.perf_counter() - decoded)
+            if self.batching()[0] == 1:  # a batcher records its own batch sizes
+                metrics.BATCH_SIZE.labels(name).observe(1)
         except ServiceError:
             raise
         except Exception as exc:

@@ -1,0 +1,51 @@
+"""Request ids and the access log: one line per request, with the id the client sent or a new one."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from util import logs, metrics
+
+HEADER = "X-Request-ID"
+SANE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # anything else could forge log lines
+access = logging.getLogger(logs.ACCESS)
+
+
+def install(app: Flask) -> None:
+    """Give every request an id (`X-Request-ID` in and out) and log one access line when it ends."""
+
+    @app.before_request
+    def start() -> None:
+        given = request.headers.get(HEADER, "")
+        g.request_id = given if SANE_ID.match(given) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+        g.token = logs.request_id.set(g.request_id)
+        metrics.IN_FLIGHT.inc()
+        g.counted = True
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        response.headers[HEADER] = g.get("request_id") or uuid.uuid4().hex
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule else "unmatched"  # bounded label values
+        model = g.get("model") or ""
+        metrics.REQUESTS.labels(model, route, str(response.status_code)).inc()
+        metrics.REQUEST_SECONDS.labels(model, route).observe(seconds)
+        access.info("%s %s %s", request.method, request.path, response.status_code, extra={
+            "method": request.method, "path": request.path, "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 2),
+            "model": g.get("model"), "version": g.get("version"),
+            "bytes_in": request.content_length or 0, "request_id": g.get("request_id")})
+        return response
+
+    @app.teardown_request
+    def forget(_exc: BaseException | None) -> None:
+        if g.pop("counted", False):
+            metrics.IN_FLIGHT.dec()
+        token = g.pop("token", None)
+        if token is not None:
+            logs.request_id.reset(token)
