@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from a2wsgi import WSGIMiddleware
+from gunicorn.arbiter import Arbiter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 from api.requestlog import SANE_ID, access
 from util.config import load_settings
 from util.errors import PayloadTooLarge, RequestTimeout, ServiceError
 
+DRAIN_SECONDS = 1.0  # well inside gunicorn's graceful_timeout (20 s)
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -89,7 +93,13 @@ def asgi(wsgi_app: Any, threads: int, settings: dict[str, Any] | None = None) ->
 
 
 class JsonErrorsProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol, answering bytes that are not HTTP with the service's JSON error."""
+    """uvicorn's HTTP/1.1 protocol, answering bytes that are not HTTP with the service's JSON error,
+    and closing each connection after its answer once the worker is draining."""
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if getattr(self.server_state, "draining", False) and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered, then `connection: close`: the client reconnects elsewhere
 
     def send_400_response(self, msg: str) -> None:
         body = json.dumps({"message": f"malformed HTTP request: {msg}", "error": "malformed_request"}).encode()
@@ -101,10 +111,36 @@ class JsonErrorsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+class DrainingServer(Server):
+    """On SIGTERM (shutdown, or gunicorn's HUP replacing workers), stop accepting but keep reading for
+    DRAIN_SECONDS: a request already on its way over a kept-alive connection is answered (with
+    `connection: close`) instead of finding its connection shut under it."""
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        self.server_state.draining = True  # type: ignore[attr-defined]
+        for connection in list(self.server_state.connections):
+            if connection.cycle is not None and not connection.cycle.response_complete:  # type: ignore[attr-defined]
+                connection.cycle.keep_alive = False  # type: ignore[attr-defined]
+        await asyncio.sleep(DRAIN_SECONDS)
+        await super().shutdown()
+
+
 class Worker(UvicornWorker):
     """gunicorn worker: uvicorn's event loop (httptools) in front of the WSGI app the config names."""
 
     CONFIG_KWARGS = {"loop": "asyncio", "http": JsonErrorsProtocol, "lifespan": "off", "interface": "asgi3"}
+
+    async def _serve(self) -> None:
+        self.config.app = self.wsgi
+        server = DrainingServer(config=self.config)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
