@@ -64,6 +64,18 @@ def targets(results: dict) -> list[str]:
     return lines + [""]
 
 
+def soak_section(entry: dict | None) -> list[str]:
+    if not entry:
+        return []
+    return ["## Soak: MobileNetV2 at concurrency 16, two good requests for every bad one", "",
+            f"Run {entry['at']} for {entry['duration_s']:g} s after warm-up.", "",
+            "| requests | by status | 5xx | unexpected statuses | RSS MB after warm-up | RSS MB at the end | growth |",
+            "|---|---|---|---|---|---|---|",
+            f"| {entry['requests']} | {', '.join(f'{k}: {v}' for k, v in entry['statuses'].items())} | "
+            f"{entry['server_errors']} | {entry['unexpected'] or 'none'} | {entry['rss_start_mb']:.0f} | "
+            f"{entry['rss_end_mb']:.0f} | {entry['rss_growth']:+.1%} |", ""]
+
+
 def fronts(entries: dict) -> list[str]:
     """The HTTP front ends side by side: throughput under load, and normal requests among slow uploads."""
     if not entries:
@@ -103,6 +115,7 @@ def render(results: dict, variants: dict) -> str:
             lines += load_table("naive", entry["naive"])
     lines += ["## (d) HTTP floor: flask-restx, same upload, constant JSON", ""] + load_table("floor", results["floor"])
     lines += fronts(results.get("fronts") or {})
+    lines += soak_section(results.get("soak"))
     lines += ["## Process-model variants (MobileNetV2, 224x224 JPEG)", ""]
     for label in variants:
         lines += load_table(label, results["variants"][label])

@@ -17,13 +17,15 @@ from pathlib import Path
 
 import requests
 
-from bench import assets, report
+from bench import assets, report, soak
 from bench.servers import ROOT, serve
 
 FULL = {"size": 224, "concurrency": (1, 4, 16, 64), "duration": 8.0, "warmup": 2.0, "limit_seconds": 5.0,
-        "photos": 16, "digits": 64, "variant_concurrency": (1, 4, 16), "slow": 64}
+        "photos": 16, "digits": 64, "variant_concurrency": (1, 4, 16), "slow": 64,
+        "soak_seconds": 600.0, "soak_warmup": 30.0}
 SMOKE = {"size": 32, "concurrency": (1, 4), "duration": 0.5, "warmup": 0.2, "limit_seconds": 0.3,
-         "photos": 2, "digits": 4, "variant_concurrency": (1,), "slow": 4}
+         "photos": 2, "digits": 4, "variant_concurrency": (1,), "slow": 4,
+         "soak_seconds": 2.0, "soak_warmup": 0.5}
 # (processes, interpreter threads, batch size) for the in-process limit
 LIMIT_CONFIGS = [(1, 2, 1), (1, 2, 2), (1, 2, 4), (1, 2, 8), (1, 1, 1), (2, 1, 1), (2, 1, 2), (2, 1, 4)]
 # HTTP front ends compared (the default is the event-loop front, api/frontend.py).
@@ -82,13 +84,37 @@ def slow_clients(env: dict[str, str], route: str, image: Path, cfg: dict) -> dic
         return json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
 
 
+def run_soak(models: Path, images: list[Path], cfg: dict) -> dict:
+    """bench/soak.py against the Procfile server: concurrency 16, good and bad requests mixed."""
+    with serve({"MODELS_DIR": str(models)}) as server:
+        return soak.soak(server.url + "/mobilenet/prediction", images, 16, cfg["soak_seconds"], cfg["soak_warmup"],
+                         server.proc.pid)
+
+
+def soak_only(args: argparse.Namespace, cfg: dict) -> None:
+    """Run the soak alone and add it to an existing RESULTS.json / RESULTS.md."""
+    results = json.loads(args.output.with_suffix(".json").read_text())
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        assets.make_mobilenet(work / "models", cfg["size"])
+        photos = assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])
+        print(f"[bench] soak: {cfg['soak_seconds']:g} s", flush=True)
+        results["soak"] = run_soak(work / "models", photos, cfg)
+    args.output.write_text(report.render(results, VARIANTS))
+    args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"[bench] wrote {args.output}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny model and durations, to check the bench runs")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--skip-naive", action="store_true", help="skip the (slow, TensorFlow) naive baseline")
+    parser.add_argument("--soak-only", action="store_true", help="run only the soak, into the existing results")
     args = parser.parse_args()
     cfg = SMOKE if args.smoke else FULL
+    if args.soak_only:
+        return soak_only(args, cfg)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         models = work / "models"
@@ -129,6 +155,8 @@ def main() -> None:
                               cfg["variant_concurrency"], cfg),
                 "slow_clients": slow_clients({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction",
                                              photos[0], cfg)}
+        print(f"[bench] soak: {cfg['soak_seconds']:g} s", flush=True)
+        results["soak"] = run_soak(models, photos, cfg)
         args.output.write_text(report.render(results, VARIANTS))
         args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     print(f"[bench] wrote {args.output}")

@@ -20,7 +20,7 @@ def test_bench_smoke_run_writes_every_section(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     text = output.read_text()
     for heading in ("## Targets", "(a) in-process limit", "(b) this server", "(c) naive baseline",
-                    "(d) HTTP floor", "Process-model variants", "HTTP front ends", "digits, PNG", "1024x768 JPEG"):
+                    "(d) HTTP floor", "Process-model variants", "HTTP front ends", "## Soak", "digits, PNG", "1024x768 JPEG"):
         assert heading in text, heading
     results = json.loads(output.with_suffix(".json").read_text())
     for entry in results["sets"].values():
@@ -29,3 +29,6 @@ def test_bench_smoke_run_writes_every_section(tmp_path: Path) -> None:
     assert results["sets"]["MobileNetV2, 224x224 JPEG"]["naive"]["runs"][0]["errors"] == 0
     default = next(iter(results["fronts"].values()))
     assert default["slow_clients"]["failed"] == 0 and default["load"]["runs"][0]["errors"] == 0
+    soak = results["soak"]
+    assert soak["requests"] > 0 and soak["server_errors"] == 0 and not soak["unexpected"]
+    assert {"200", "400", "415", "422"} <= set(soak["statuses"])

@@ -65,7 +65,12 @@ def test_honcho_runs_the_procfile_like_heroku(tmp_path: Path) -> None:
                                    files={"image": ("d.png", to_png(render(digit)))}, timeout=30).json()
             assert answer["label"] == str(label), answer
         # honcho's `sh -c` holds the unexpanded line; gunicorn's master and workers got $PORT.
-        gunicorns = [c for c in process_tree(honcho.pid) if "gunicorn" in c and f"0.0.0.0:{port} " in c]
+        booted = time.monotonic() + 30  # ready means one worker answered; the others may still be booting
+        while True:
+            gunicorns = [c for c in process_tree(honcho.pid) if "gunicorn" in c and f"0.0.0.0:{port} " in c]
+            if len(gunicorns) >= 1 + 3 or time.monotonic() > booted:
+                break
+            time.sleep(0.1)
         assert len(gunicorns) == 1 + 3, gunicorns  # the master and WEB_CONCURRENCY workers
     finally:
         os.killpg(honcho.pid, signal.SIGTERM)

@@ -7,6 +7,7 @@ in this process first, as `flask models compile` would.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,16 +155,14 @@ def test_nested_application_base_with_its_own_preprocessing_is_detected() -> Non
 
 
 def test_start_up_log_says_which_size_and_why(tutorials: tuple[Path, dict, dict],
-                                              caplog: pytest.LogCaptureFixture) -> None:
-    import logging
-
+                                              capsys: pytest.CaptureFixture) -> None:
     from application import create_app
-    with caplog.at_level(logging.INFO, logger="util"):
-        create_app({"MODELS_DIR": str(tutorials[0]), "PRELOAD_MODELS": True})
-    lines = {r.getMessage().split()[1]: r.getMessage() for r in caplog.records if r.getMessage().startswith("model ")
-             and "ready on" in r.getMessage()}
+    create_app({"MODELS_DIR": str(tutorials[0]), "PRELOAD_MODELS": True, "LOG_FORMAT": "json"})
+    records = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    lines = {r["message"].split()[1]: r["message"] for r in records
+             if r["message"].startswith("model ") and "ready on" in r["message"]}
     assert "input 40x48x3 (size from model.yaml preprocessing.size)" in lines["fcn"]
     assert "input 28x28x1 (size from model)" in lines["fashion"] and "output logits" in lines["fashion"]
     assert "scale raw (from model (Rescaling layer" in lines["transfer"]
-    bare = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "model bare" in r.getMessage()]
+    bare = [r["message"] for r in records if r["level"] == "warning" and "model bare" in r["message"]]
     assert bare and "set preprocessing.scale" in bare[0]

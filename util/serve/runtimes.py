@@ -99,16 +99,17 @@ class LiteRTRuntime(Runtime):
         gain nothing from more threads, and the interpreter costs memory)."""
         solo, x = _Interpreter(self._model, threads, self._tensor_shape), np.zeros((1, *self._tensor_shape), np.float32)
 
-        def fastest_s(interpreter: _Interpreter) -> float:
-            interpreter.run(x)  # the first run sets XNNPACK up
-            times = []
-            for _ in range(7):
-                start = time.perf_counter()
-                interpreter.run(x)
-                times.append(time.perf_counter() - start)
-            return min(times)  # the least disturbed run: noise only ever adds time
+        def once(interpreter: _Interpreter) -> float:
+            start = time.perf_counter()
+            interpreter.run(x)
+            return time.perf_counter() - start
         with activity.alone():  # workers starting together would otherwise skew each other's timing
-            lane, alone = fastest_s(self._lanes[0]), fastest_s(solo)
+            self._lanes[0].run(x)  # the first run sets XNNPACK up
+            solo.run(x)
+            # Alternating, so a disturbance (another worker still importing) hits both alike; the
+            # fastest of each is its least disturbed run: noise only ever adds time.
+            pairs = [(once(self._lanes[0]), once(solo)) for _ in range(9)]
+        lane, alone = min(p[0] for p in pairs), min(p[1] for p in pairs)
         self.solo_speedup = round(lane / alone, 2)
         return solo if lane >= min_speedup * alone else None
 
