@@ -9,7 +9,8 @@ import click
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
-from api import create_api, http_error_body, http_error_headers, internal_error, metrics, requestlog
+from api import metrics, requestlog
+from api.assemble import create_api, http_error_body, http_error_headers, internal_error
 from util import logs
 from util.config import load_settings
 from util.errors import ServiceError

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
-from api.requestlog import SANE_ID, access
+from util import logs
 from util.config import load_settings
 from util.errors import PayloadTooLarge, RequestTimeout, ServiceError
 
@@ -38,8 +39,8 @@ async def refuse(scope: Scope, send: Send, error: ServiceError) -> None:
     """Answer with the service's JSON error and close the connection (the rest of the body is unread)."""
     body = (json.dumps(error.to_dict()) + "\n").encode()
     given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-    rid = given if SANE_ID.match(given) else uuid.uuid4().hex
-    access.info("%s %s %s", scope["method"], scope["path"], error.status, extra={
+    rid = given if logs.SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    logging.getLogger(logs.ACCESS).info("%s %s %s", scope["method"], scope["path"], error.status, extra={
         "method": scope["method"], "path": scope["path"], "status": error.status, "duration_ms": None,
         "model": None, "version": None, "bytes_in": None, "request_id": rid, "error": error.code})
     await send({"type": "http.response.start", "status": error.status,

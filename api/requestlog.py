@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 
@@ -11,7 +10,6 @@ from flask import Flask, Response, g, request
 from util import logs, metrics
 
 HEADER = "X-Request-ID"
-SANE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # anything else could forge log lines
 access = logging.getLogger(logs.ACCESS)
 
 
@@ -21,7 +19,7 @@ def install(app: Flask) -> None:
     @app.before_request
     def start() -> None:
         given = request.headers.get(HEADER, "")
-        g.request_id = given if SANE_ID.match(given) else uuid.uuid4().hex
+        g.request_id = given if logs.SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
         g.started = time.perf_counter()
         g.token = logs.request_id.set(g.request_id)
         metrics.IN_FLIGHT.inc()

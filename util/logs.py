@@ -10,9 +10,12 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import sys
 from typing import Any
 
+# A client's X-Request-ID is kept only when it looks like this: anything else could forge log lines.
+SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 # Attributes every LogRecord has; anything else was passed with `extra=` and belongs in the JSON line.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id"}
