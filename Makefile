@@ -30,7 +30,7 @@ test: $(VENV)/.dev-installed
 test-quick: $(VENV)/.dev-installed
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# Benchmarks (not part of `make test`): rewrites bench/RESULTS.md (+ .json); takes ~15 minutes.
+# Benchmarks (not part of `make test`): rewrites bench/RESULTS.md (+ .json); takes ~30 minutes (10 of them the soak).
 bench: $(VENV)/.dev-installed
 	$(PY) -m bench.run
 
