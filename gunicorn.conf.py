@@ -9,6 +9,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # util/, wherever gunicorn starts
+from api import balance  # noqa: E402 - shared connection counts (api/frontend.py), made before the fork
 from util.serve import activity  # noqa: E402,F401 - its shared count must exist before the workers fork
 
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
@@ -42,6 +43,7 @@ def on_starting(server):  # noqa: ANN001
 
 
 def child_exit(server, worker):  # noqa: ANN001
+    balance.leave(worker.age)  # a dead worker must not hold the others back from accepting
     from prometheus_client import multiprocess
     multiprocess.mark_process_dead(worker.pid)  # its in-flight gauge must not count any more
 
