@@ -13,6 +13,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import requests
@@ -22,10 +23,10 @@ from bench.servers import ROOT, serve
 
 FULL = {"size": 224, "concurrency": (1, 4, 16, 64), "duration": 8.0, "warmup": 2.0, "limit_seconds": 5.0,
         "photos": 16, "digits": 64, "variant_concurrency": (1, 4, 16), "slow": 64,
-        "soak_seconds": 600.0, "soak_warmup": 30.0}
+        "soak_seconds": 600.0, "soak_warmup": 30.0, "front_rounds": 3}
 SMOKE = {"size": 32, "concurrency": (1, 4), "duration": 0.5, "warmup": 0.2, "limit_seconds": 0.3,
          "photos": 2, "digits": 4, "variant_concurrency": (1,), "slow": 4,
-         "soak_seconds": 2.0, "soak_warmup": 0.5}
+         "soak_seconds": 2.0, "soak_warmup": 0.5, "front_rounds": 1}
 # (processes, interpreter threads, batch size) for the in-process limit
 LIMIT_CONFIGS = [(1, 2, 1), (1, 2, 2), (1, 2, 4), (1, 2, 8), (1, 1, 1), (2, 1, 1), (2, 1, 2), (2, 1, 4)]
 # HTTP front ends compared (the default is the event-loop front, api/frontend.py).
@@ -91,15 +92,35 @@ def run_soak(models: Path, images: list[Path], cfg: dict) -> dict:
                          server.proc.pid)
 
 
-def soak_only(args: argparse.Namespace, cfg: dict) -> None:
-    """Run the soak alone and add it to an existing RESULTS.json / RESULTS.md."""
+def run_fronts(models: Path, images: list[Path], cfg: dict) -> dict:
+    """Each front end under load, in alternating rounds (A B A B: a slow minute hits both alike), then
+    among slow uploads. Rounds are kept apart; the report averages them."""
+    fronts: dict = {label: {"rounds": []} for label in FRONTS}
+    for round_ in range(cfg["front_rounds"]):
+        for label, env in FRONTS.items():
+            print(f"[bench] front end, round {round_ + 1}: {label}", flush=True)
+            fronts[label]["rounds"].append(drive({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction", images,
+                                                 cfg["variant_concurrency"], cfg))
+    for label, env in FRONTS.items():
+        fronts[label]["load"] = fronts[label]["rounds"][0]
+        fronts[label]["slow_clients"] = slow_clients({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction",
+                                                     images[0], cfg)
+    return fronts
+
+
+def only(args: argparse.Namespace, cfg: dict) -> None:
+    """Run one section again (`soak` or `fronts`) into an existing RESULTS.json / RESULTS.md."""
     results = json.loads(args.output.with_suffix(".json").read_text())
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         assets.make_mobilenet(work / "models", cfg["size"])
         photos = assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])
-        print(f"[bench] soak: {cfg['soak_seconds']:g} s", flush=True)
-        results["soak"] = run_soak(work / "models", photos, cfg)
+        if args.only == "soak":
+            print(f"[bench] soak: {cfg['soak_seconds']:g} s", flush=True)
+            results["soak"] = run_soak(work / "models", photos, cfg)
+        else:
+            results["fronts"] = run_fronts(work / "models", photos, cfg)
+            results["fronts_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     args.output.write_text(report.render(results, VARIANTS))
     args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     print(f"[bench] wrote {args.output}")
@@ -110,11 +131,11 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny model and durations, to check the bench runs")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--skip-naive", action="store_true", help="skip the (slow, TensorFlow) naive baseline")
-    parser.add_argument("--soak-only", action="store_true", help="run only the soak, into the existing results")
+    parser.add_argument("--only", choices=("soak", "fronts"), help="run one section again, into the existing results")
     args = parser.parse_args()
     cfg = SMOKE if args.smoke else FULL
-    if args.soak_only:
-        return soak_only(args, cfg)
+    if args.only:
+        return only(args, cfg)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         models = work / "models"
@@ -147,14 +168,7 @@ def main() -> None:
             print(f"[bench] variant: {label}", flush=True)
             results["variants"][label] = drive({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction", photos,
                                                cfg["variant_concurrency"], cfg)
-        results["fronts"] = {}
-        for label, env in FRONTS.items():
-            print(f"[bench] front end: {label}", flush=True)
-            results["fronts"][label] = {
-                "load": drive({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction", photos,
-                              cfg["variant_concurrency"], cfg),
-                "slow_clients": slow_clients({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction",
-                                             photos[0], cfg)}
+        results["fronts"] = run_fronts(models, photos, cfg)
         print(f"[bench] soak: {cfg['soak_seconds']:g} s", flush=True)
         results["soak"] = run_soak(models, photos, cfg)
         args.output.write_text(report.render(results, VARIANTS))
