@@ -67,6 +67,9 @@ model_info = Model("ModelInfo", {
                                example={"status": "verified", "max_abs_diff": 2e-7, "top1_agreement": 1.0}),
     "runtime": fields.String(enum=["tflite", "keras"], description="Null until the model is loaded"),
     "ready": fields.Boolean(),
+    "quantization": fields.Raw(description="model.yaml quantize: mode, served, top1_agreement and max_score_diff "
+                               "against Keras, sizes; absent when not asked for",
+                               example={"mode": "int8", "served": True, "top1_agreement": 1.0}),
     "source_sha256": fields.Raw(description="sha256 of model.json and the weights file, by file name",
                                 example={"model.json": "9f2c...", "weights.h5": "41ab..."}),
     "verified_max_abs_diff": fields.Float(description="Largest Keras vs TFLite difference seen at compile time"),

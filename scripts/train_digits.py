@@ -141,13 +141,14 @@ def save(model: keras.Model, directory: Path) -> None:
                   for key, value in p.items() if value is not None))
 
 
-def write_samples(directory: Path, x_test: np.ndarray, y_test: np.ndarray) -> None:
-    """samples/: one held-out digit of each class as a user would upload it; compile verifies on them."""
+def write_samples(directory: Path, x_test: np.ndarray, y_test: np.ndarray, per_class: int = 3) -> None:
+    """samples/: held-out digits of each class as a user would upload them; compile verifies on them and
+    calibrates int8 on them (util/build/quantize.py wants at least 20)."""
     samples = directory / "samples"
     samples.mkdir(parents=True, exist_ok=True)
     for label in range(10):
-        index = int(np.flatnonzero(y_test == label)[0])
-        (samples / f"digit-{label}.png").write_bytes(to_png(render(x_test[index])))
+        for n, index in enumerate(np.flatnonzero(y_test == label)[:per_class]):
+            (samples / f"digit-{label}-{n}.png").write_bytes(to_png(render(x_test[int(index)])))
 
 
 def main() -> int:

@@ -44,6 +44,12 @@ def describe(m: dict[str, Any]) -> str:
         return f"{m['artifact']['file']} served as is, UNVERIFIED ({v.get('reason')})"
     text = (f"model.tflite ({m['artifact']['bytes']} bytes), max abs diff {v['max_abs_diff']:.3g} <= "
             f"{v['tolerance']:g}, top-1 agreement {v['top1_agreement']:.0%} on {v['images']} images")
+    q = m.get("quantization")
+    if q and q.get("served"):
+        text += (f"; serving {q['mode']} ({q['bytes']} bytes): top-1 agreement {q['top1_agreement']:.1%} on "
+                 f"{q['images']} images, max score difference {q['max_score_diff']:.3g}")
+    elif q:
+        text += f"; WARNING: {q['reason']}"
     if v.get("weak"):
         text += (f"; WEAK verification: scores vary by at most {v['output_spread']:.2g} across very different "
                  "images (untrained?)")

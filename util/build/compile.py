@@ -15,9 +15,10 @@ import platform
 from typing import Any
 
 from util.build import formats
+from util.build.quantize import calibration_images
 from util.build.verify import verify
 from util.serve.artifacts import MANIFEST_FORMAT, source_hashes, tflite_manifest
-from util.serve.plan import make_plan
+from util.serve.plan import Plan, make_plan
 from util.serve.spec import ModelSpec
 
 TOOLS = ("tensorflow", "tensorflow-cpu", "keras", "tf-keras", "ai-edge-litert", "numpy")
@@ -45,6 +46,31 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def quantize(spec: ModelSpec, source: formats.Source, plan: Plan, fp32: bytes,
+             seed: int) -> tuple[dict[str, Any], bytes | None]:
+    """The quantized flatbuffer if it agrees with Keras well enough (else None), and what was measured."""
+    representative = calibration_images(plan, spec.samples, spec.path) if spec.quantize == "int8" else None
+    info: dict[str, Any] = {"mode": spec.quantize, "min_agreement": spec.quantize_min_agreement,
+                            "float32_bytes": len(fp32), "served": False}
+    try:
+        quantized = source.convert(spec.quantize, representative)
+        check = verify(source, quantized, plan, spec.samples, seed)
+    except Exception as exc:  # the converter raises many types
+        info["reason"] = f"{spec.quantize} conversion failed ({_first_line(exc)}); serving float32"
+        return info, None
+    info.update({"bytes": len(quantized), "images": check["images"], "samples": check["samples"],
+                 "calibration_images": 0 if representative is None else len(representative),
+                 "top1_agreement": check["top1_agreement"], "max_score_diff": check["max_score_diff"],
+                 "max_abs_diff": check["max_abs_diff"], "disagreeing_images": check["disagreeing_images"]})
+    if check["top1_agreement"] < spec.quantize_min_agreement:
+        info["reason"] = (f"{spec.quantize} top-1 agreement with Keras {check['top1_agreement']:.3f} on "
+                          f"{check['images']} images is below quantize_min_agreement {spec.quantize_min_agreement:g} "
+                          f"(max score difference {check['max_score_diff']:.3g}); serving float32")
+        return info, None
+    info["served"] = True
+    return info, quantized
+
+
 def compile_model(spec: ModelSpec, tolerance: float = 1e-4, seed: int = 0) -> dict[str, Any]:
     """Convert, verify and write model.tflite + manifest; fall back to Keras when conversion fails."""
     if spec.format == "tflite":  # served as is: the manifest only records what the graph says
@@ -64,6 +90,10 @@ def compile_model(spec: ModelSpec, tolerance: float = 1e-4, seed: int = 0) -> di
             reason = f"verified max abs diff {verification['max_abs_diff']:.3g} exceeds tolerance {tolerance:g}"
     except Exception as exc:  # the converter raises many types (and ConverterError)
         reason = f"conversion failed: {_first_line(exc)}"
+    quantization = None
+    if reason is None and spec.quantize != "none":
+        quantization, quantized = quantize(spec, source, plan, flatbuffer, seed)
+        flatbuffer = quantized or flatbuffer
     if reason is None:
         write_atomic(spec.artifact, flatbuffer)
     elif spec.artifact.exists():
@@ -74,7 +104,7 @@ def compile_model(spec: ModelSpec, tolerance: float = 1e-4, seed: int = 0) -> di
         "fallback_reason": reason, "sources": source_hashes(spec),
         "artifact": {"file": spec.artifact.name, "sha256": hashlib.sha256(flatbuffer).hexdigest(),
                      "bytes": len(flatbuffer)} if reason is None else None,
-        **facts, "plan": plan.to_dict(), "verified": reason is None,
+        **facts, "plan": plan.to_dict(), "verified": reason is None, "quantization": quantization,
         "verification": {"status": "weak" if verification.get("weak") else "verified", **verification}
         if reason is None else {"status": "failed", **verification},
         "tools": tool_versions(), "compiled_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -57,6 +57,8 @@ def artifact_status(spec: ModelSpec) -> tuple[str, dict[str, Any] | None]:
         return "missing", None
     if manifest.get("format") != MANIFEST_FORMAT or manifest.get("sources") != source_hashes(spec):
         return "stale", manifest
+    if ((manifest.get("quantization") or {}).get("mode") or "none") != spec.quantize:
+        return "stale", manifest  # model.yaml asks for another quantization than was compiled
     if manifest.get("runtime") == "tflite":
         artifact = manifest.get("artifact") or {}
         if not spec.artifact.is_file() or artifact.get("sha256") != sha256(spec.artifact):

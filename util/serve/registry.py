@@ -176,6 +176,7 @@ class ServedModel:
             "output": plan.outputs.kind if plan else None,
             "runtime": self.runtime.kind if self.runtime else None, "ready": self.ready,
             "verified": bool(manifest.get("verified")), "verification": verification or None,
+            "quantization": manifest.get("quantization"),
             "source_sha256": manifest.get("sources"), "verified_max_abs_diff": verification.get("max_abs_diff"),
             "tolerance": verification.get("tolerance"), "compiled_at": manifest.get("compiled_at"),
             "batching": dict(zip(("max_batch_size", "max_batch_delay_ms"), self.batching())),

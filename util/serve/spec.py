@@ -25,7 +25,9 @@ ARTIFACT = "model.tflite"
 MANIFEST = "model.tflite.json"
 SAMPLES = "samples"
 SAVED_MODEL = "saved_model.pb"
-METADATA_KEYS = {"title", "description", "preprocessing", "batching", "output", "threshold"}
+METADATA_KEYS = {"title", "description", "preprocessing", "batching", "output", "threshold", "quantize",
+                 "quantize_min_agreement"}
+QUANTIZE = ("none", "float16", "int8")
 BATCHING_KEYS = {"max_batch_size": (int, 1), "max_batch_delay_ms": (float, 0)}  # key -> (type, minimum)
 # Save format -> how people make it; the README's "Bring your model" table mirrors this.
 FORMATS = {
@@ -55,6 +57,8 @@ class ModelSpec:
     batching: dict[str, Any] = field(default_factory=dict)
     output: str | None = None  # model.yaml's override of the detected output kind
     threshold: float = 0.5
+    quantize: str = "none"
+    quantize_min_agreement: float = 0.99
 
     @property
     def artifact(self) -> Path:
@@ -168,12 +172,18 @@ def read_spec(model_dir: Path) -> ModelSpec:
     threshold = meta.get("threshold", 0.5)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise ModelLoadError(path, f"{METADATA}: threshold must be a number from 0 to 1, not {threshold!r}")
+    quantize = meta.get("quantize", "none")
+    if quantize not in QUANTIZE:
+        raise ModelLoadError(path, f"{METADATA}: quantize must be one of {list(QUANTIZE)}, not {quantize!r}")
+    agreement = meta.get("quantize_min_agreement", 0.99)
+    if isinstance(agreement, bool) or not isinstance(agreement, (int, float)) or not 0 <= agreement <= 1:
+        raise ModelLoadError(path, f"{METADATA}: quantize_min_agreement must be from 0 to 1, not {agreement!r}")
     return ModelSpec(
         name=model_dir.name, version=version, path=path, format=kind, source=source, weights=weights,
         labels=labels, title=str(meta.get("title") or model_dir.name),
         description=str(meta.get("description") or ""), preprocessing=preprocessing, explicit=frozenset(raw),
         batching={k: BATCHING_KEYS[k][0](v) for k, v in batching.items()}, output=output,
-        threshold=float(threshold))
+        threshold=float(threshold), quantize=quantize, quantize_min_agreement=float(agreement))
 
 
 def read_labels(path: Path) -> tuple[str, ...]:

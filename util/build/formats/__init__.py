@@ -29,8 +29,9 @@ class Source(Protocol):
         """The model's own raw outputs for a batch in its input shape."""
         ...
 
-    def convert(self) -> bytes:
-        """The TFLite flatbuffer."""
+    def convert(self, quantize: str = "none", representative: np.ndarray | None = None) -> bytes:
+        """The TFLite flatbuffer: float32, float16 weights, or full-integer int8 with float input and output
+        (calibrated on `representative`, images in the model's input shape)."""
         ...
 
 

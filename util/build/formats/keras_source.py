@@ -29,7 +29,11 @@ class KerasSource:
     def reference(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self.model(batch, training=False))
 
-    def convert(self) -> bytes:
+    def convert(self, quantize: str = "none", representative: np.ndarray | None = None) -> bytes:
         import tensorflow as tf
+
+        from util.build.quantize import configure
+        converter = tf.lite.TFLiteConverter.from_keras_model(self.model)
+        configure(converter, quantize, representative)
         with contextlib.redirect_stdout(io.StringIO()):  # Keras 3 prints the traced signature
-            return tf.lite.TFLiteConverter.from_keras_model(self.model).convert()
+            return converter.convert()

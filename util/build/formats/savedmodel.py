@@ -61,12 +61,18 @@ class SavedModelSource:
         import tensorflow as tf
         return np.asarray(self._fn(**{self._input: tf.constant(batch, tf.float32)})[self._output])
 
-    def convert(self) -> bytes:
-        if self._flatbuffer is None:
-            import tensorflow as tf
-            converter = tf.lite.TFLiteConverter.from_saved_model(str(self.spec.source), signature_keys=[SIGNATURE])
-            self._flatbuffer = converter.convert()
-        return self._flatbuffer
+    def convert(self, quantize: str = "none", representative: np.ndarray | None = None) -> bytes:
+        import tensorflow as tf
+
+        from util.build.quantize import configure
+        if quantize == "none" and self._flatbuffer is not None:
+            return self._flatbuffer
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(self.spec.source), signature_keys=[SIGNATURE])
+        configure(converter, quantize, representative)
+        flatbuffer = converter.convert()
+        if quantize == "none":
+            self._flatbuffer = flatbuffer
+        return flatbuffer
 
 
 def _pixel_op(nodes: list[Any], name: str, library: dict[str, Any], depth: int) -> str | None:
