@@ -8,16 +8,18 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
 
 
-def measure(url: str, image: Path, slow: int, requests_n: int, timeout: float) -> dict:
-    parts = urlsplit(url)
-    address = (parts.hostname or "127.0.0.1", parts.port or 80)
-    head = (f"POST {parts.path} HTTP/1.1\r\nHost: bench\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
+@contextmanager
+def trickling(address: tuple[str, int], path: str, slow: int, timeout: float = 10.0) -> Iterator[list[socket.socket]]:
+    """`slow` connections that announce a 100 kB body and send 2 bytes of it every half second."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
             "Content-Length: 100000\r\n\r\n--XyZ\r\n").encode()
     sockets = []
     for _ in range(slow):
@@ -35,19 +37,29 @@ def measure(url: str, image: Path, slow: int, requests_n: int, timeout: float) -
                     pass
     dripper = threading.Thread(target=drip, daemon=True)
     dripper.start()
-    time.sleep(1.0)
+    try:
+        yield sockets
+    finally:
+        stop.set()
+        dripper.join()
+        for sock in sockets:
+            sock.close()
+
+
+def measure(url: str, image: Path, slow: int, requests_n: int, timeout: float) -> dict:
+    parts = urlsplit(url)
+    address = (parts.hostname or "127.0.0.1", parts.port or 80)
     data, timings, failed = image.read_bytes(), [], 0
-    for _ in range(requests_n):
-        started = time.monotonic()
-        try:
-            ok = requests.post(url, files={"image": (image.name, data)}, timeout=timeout).status_code == 200
-        except requests.RequestException:
-            ok = False
-        timings.append(time.monotonic() - started)
-        failed += not ok
-    stop.set()
-    for sock in sockets:
-        sock.close()
+    with trickling(address, parts.path, slow, timeout):
+        time.sleep(1.0)
+        for _ in range(requests_n):
+            started = time.monotonic()
+            try:
+                ok = requests.post(url, files={"image": (image.name, data)}, timeout=timeout).status_code == 200
+            except requests.RequestException:
+                ok = False
+            timings.append(time.monotonic() - started)
+            failed += not ok
     return {"slow_connections": slow, "requests": requests_n, "failed": failed, "timeout_s": timeout,
             "worst_ms": max(timings) * 1000, "median_ms": sorted(timings)[len(timings) // 2] * 1000}
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -124,23 +123,8 @@ def test_body_shorter_than_announced_is_cut_off_after_the_body_timeout(server: t
 
 
 def test_sixty_four_slow_uploads_do_not_starve_a_normal_request(server: tuple[str, int]) -> None:
-    sockets = []
-    for _ in range(64):
-        sock = socket.create_connection(server, timeout=10)
-        sock.sendall(request(b"--XyZ\r\n", length=100_000)[:-2])  # headers and the start of a body
-        sockets.append(sock)
-    stop = threading.Event()
-
-    def drip() -> None:  # a few bytes per second on every connection
-        while not stop.wait(0.5):
-            for sock in sockets:
-                try:
-                    sock.sendall(b"ab")
-                except OSError:
-                    pass
-    dripper = threading.Thread(target=drip)
-    dripper.start()
-    try:
+    from bench.slowclients import trickling
+    with trickling(server, "/digits/prediction", 64) as sockets:  # a few bytes per second on each
         time.sleep(0.5)
         url = f"http://{server[0]}:{server[1]}/digits/prediction"
         timings = []
@@ -156,8 +140,3 @@ def test_sixty_four_slow_uploads_do_not_starve_a_normal_request(server: tuple[st
         sockets[0].settimeout(5)
         answer = sockets[0].recv(65536)
         assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer
-    finally:
-        stop.set()
-        dripper.join()
-        for sock in sockets:
-            sock.close()
