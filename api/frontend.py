@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import sys
-import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -28,7 +26,7 @@ from uvicorn_worker import UvicornWorker
 from api import balance
 from util import logs
 from util.config import load_settings
-from util.errors import PayloadTooLarge, RequestTimeout, ServiceError
+from util.errors import MalformedRequest, PayloadTooLarge, RequestTimeout, ServiceError
 
 DRAIN_SECONDS = 1.0  # well inside gunicorn's graceful_timeout (20 s)
 Scope = dict[str, Any]
@@ -40,11 +38,8 @@ Send = Callable[[Message], Awaitable[None]]
 async def refuse(scope: Scope, send: Send, error: ServiceError) -> None:
     """Answer with the service's JSON error and close the connection (the rest of the body is unread)."""
     body = (json.dumps(error.to_dict()) + "\n").encode()
-    given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-    rid = given if logs.SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
-    logging.getLogger(logs.ACCESS).info("%s %s %s", scope["method"], scope["path"], error.status, extra={
-        "method": scope["method"], "path": scope["path"], "status": error.status, "duration_ms": None,
-        "model": None, "version": None, "bytes_in": None, "request_id": rid, "error": error.code})
+    rid = logs.accepted_request_id(dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1"))
+    logs.log_access(scope["method"], scope["path"], error.status, rid, error=error.code)
     await send({"type": "http.response.start", "status": error.status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close"), (b"x-request-id", rid.encode())]})
@@ -144,7 +139,7 @@ class JsonErrorsProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False  # answered, then `connection: close`: the client reconnects elsewhere
 
     def send_400_response(self, msg: str) -> None:
-        body = json.dumps({"message": f"malformed HTTP request: {msg}", "error": "malformed_request"}).encode()
+        body = json.dumps(MalformedRequest(f"malformed HTTP request: {msg}").to_dict()).encode()
         head = [b"HTTP/1.1 400 Bad Request\r\n"] + [name + b": " + value + b"\r\n"
                                                     for name, value in self.server_state.default_headers]
         head += [b"content-type: application/json\r\n", b"content-length: %d\r\n" % len(body),

@@ -1,7 +1,6 @@
 """Request ids and the access log: one line per request, with the id the client sent or a new one."""
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 
@@ -10,7 +9,6 @@ from flask import Flask, Response, g, request
 from util import logs, metrics
 
 HEADER = "X-Request-ID"
-access = logging.getLogger(logs.ACCESS)
 
 
 def install(app: Flask) -> None:
@@ -18,8 +16,7 @@ def install(app: Flask) -> None:
 
     @app.before_request
     def start() -> None:
-        given = request.headers.get(HEADER, "")
-        g.request_id = given if logs.SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = logs.accepted_request_id(request.headers.get(HEADER, ""))
         g.started = time.perf_counter()
         g.token = logs.request_id.set(g.request_id)
         metrics.IN_FLIGHT.inc()
@@ -33,11 +30,9 @@ def install(app: Flask) -> None:
         model = g.get("model") or ""
         metrics.REQUESTS.labels(model, route, str(response.status_code)).inc()
         metrics.REQUEST_SECONDS.labels(model, route).observe(seconds)
-        access.info("%s %s %s", request.method, request.path, response.status_code, extra={
-            "method": request.method, "path": request.path, "status": response.status_code,
-            "duration_ms": round(seconds * 1000, 2),
-            "model": g.get("model"), "version": g.get("version"),
-            "bytes_in": request.content_length or 0, "request_id": g.get("request_id")})
+        logs.log_access(request.method, request.path, response.status_code, response.headers[HEADER],
+                        duration_ms=round(seconds * 1000, 2), model=g.get("model"), version=g.get("version"),
+                        bytes_in=request.content_length or 0)
         return response
 
     @app.teardown_request

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import sys
+import uuid
 from typing import Any
 
 # A client's X-Request-ID is kept only when it looks like this: anything else could forge log lines.
@@ -19,6 +20,19 @@ SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 # Attributes every LogRecord has; anything else was passed with `extra=` and belongs in the JSON line.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id"}
+
+
+def accepted_request_id(given: str) -> str:
+    """The client's X-Request-ID when it is a sane token, otherwise a new one."""
+    return given if SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def log_access(method: str, path: str, status: int, request_id: str, **fields: Any) -> None:
+    """The one access line per request: method, path, status, request id; duration_ms, model, version,
+    bytes_in (None where unknown) and any other `fields`."""
+    logging.getLogger(ACCESS).info("%s %s %s", method, path, status, extra={
+        "method": method, "path": path, "status": status, "duration_ms": None, "model": None, "version": None,
+        "bytes_in": None, **fields, "request_id": request_id})
 
 
 class RequestIdFilter(logging.Filter):
