@@ -31,8 +31,14 @@ test-quick: $(VENV)/.dev-installed
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Benchmarks (not part of `make test`): rewrites bench/RESULTS.md (+ .json); takes ~30 minutes (10 of them the soak).
-bench: $(VENV)/.dev-installed
-	$(PY) -m bench.run
+bench: $(VENV)/.dev-installed .venv-peers/.installed
+	$(PY) -m bench.run --peers-python .venv-peers/bin/python
+
+# LitServe and BentoML for the bench's peer rows, in their own venv (never the product's requirements).
+.venv-peers/.installed: bench/peers/requirements.txt
+	test -x .venv-peers/bin/python || $(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/python -m pip install -q -r bench/peers/requirements.txt
+	touch $@
 
 # Recompile every model whose model.json / weights changed (writes model.tflite + manifest).
 compile: $(VENV)/.dev-installed
@@ -44,4 +50,4 @@ train-digits: $(VENV)/.dev-installed
 	$(VENV)/bin/flask --app application models compile digits
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-output
+	rm -rf $(VENV) .venv-peers .pytest_cache test-output

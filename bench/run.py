@@ -1,8 +1,9 @@
 """`make bench`: measure everything in one run and rewrite bench/RESULTS.md.
 
-(a) in-process limit, (b) this server under load, (c) the seed-style naive server,
-(d) the HTTP floor, (e) start-up; plus process-model variants. `--smoke` runs the same
-code with a tiny model and tiny durations (used by the test suite so this cannot rot).
+(a) in-process limit, (b) this server under load (float32 and int8), (c) the seed-style naive
+server, (d) the HTTP floor, (e) start-up, (f) LitServe and BentoML on the same artifact; plus
+process-model variants, front ends and the soak. `--smoke` runs the same code with a tiny model
+and tiny durations (used by the test suite so this cannot rot).
 """
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from pathlib import Path
 
 import requests
 
-from bench import assets, report, soak
+from bench import assets, chart, report, soak
+from bench.report import MOBILENET, MOBILENET_INT8
 from bench.servers import ROOT, serve
 
-FULL = {"size": 224, "concurrency": (1, 4, 16, 64), "duration": 8.0, "warmup": 2.0, "limit_seconds": 5.0,
+FULL = {"size": 224, "train": 200, "samples": 30, "concurrency": (1, 4, 16, 64), "duration": 8.0, "warmup": 2.0, "limit_seconds": 5.0,
         "photos": 16, "digits": 64, "variant_concurrency": (1, 4, 16), "slow": 64,
         "soak_seconds": 600.0, "soak_warmup": 30.0, "front_rounds": 3}
-SMOKE = {"size": 32, "concurrency": (1, 4), "duration": 0.5, "warmup": 0.2, "limit_seconds": 0.3,
+SMOKE = {"size": 32, "train": 20, "samples": 20, "concurrency": (1, 4), "duration": 0.5, "warmup": 0.2, "limit_seconds": 0.3,
          "photos": 2, "digits": 4, "variant_concurrency": (1,), "slow": 4,
          "soak_seconds": 2.0, "soak_warmup": 0.5, "front_rounds": 1}
 # (processes, interpreter threads, batch size) for the in-process limit
@@ -32,6 +34,11 @@ LIMIT_CONFIGS = [(1, 2, 1), (1, 2, 2), (1, 2, 4), (1, 2, 8), (1, 1, 1), (2, 1, 1
 # HTTP front ends compared (the default is the event-loop front, api/frontend.py).
 FRONTS = {"event loop (uvicorn worker, bodies buffered; default)": {},
           "gthread (a thread reads each body; before 2026-11-26)": {"GUNICORN_WORKER_CLASS": "gthread"}}
+# Peers on the same compiled .tflite (bench/peers/, own venv): the command, with {python} and {port}
+# filled in, and the path that answers 200 once they are ready.
+PEERS = {"LitServe": (["{python}", "-m", "bench.peers.litserve_app", "{port}"], "/health"),
+         "BentoML": (["{python}", "-m", "bentoml", "serve", "bench.peers.bentoml_service:ImageClassifier",
+                      "--host", "127.0.0.1", "--port", "{port}"], "/readyz")}
 VARIANTS = {
     "2 workers x 1 lane, no solo interpreter": {"WEB_CONCURRENCY": "2", "SOLO_THREADS": "1"},
     "2 workers x 1 lane x 2 threads": {"WEB_CONCURRENCY": "2", "INTERPRETER_THREADS": "2", "SOLO_THREADS": "1"},
@@ -64,17 +71,72 @@ def load(url: str, images: list[Path], concurrency: int, cfg: dict) -> dict:
 
 
 def drive(env: dict[str, str], route: str, images: list[Path], levels: tuple[int, ...], cfg: dict,
-          app: str | None = None) -> dict:
+          app: str | None = None, command: list[str] | None = None, ready: str = "/health/ready") -> dict:
     """Start a server, run the load at each concurrency, record RSS peaks and start-up time."""
-    with serve(env, app) as server:
+    with serve(env, app, command=command, ready=ready) as server:
         runs = []
         for concurrency in levels:
             with server.rss() as rss:
                 result = load(server.url + route, images, concurrency, cfg)
             runs.append({**result, "peak_rss_mb": rss.peak})
-        about = requests.get(server.url + route.rsplit("/", 1)[0] + "/", timeout=10)
-        plan = about.json().get("inference") if about.status_code == 200 else None
+        plan = None
+        if command is None:
+            about = requests.get(server.url + route.rsplit("/", 1)[0] + "/", timeout=10)
+            plan = about.json().get("inference") if about.status_code == 200 else None
     return {"startup_s": server.startup_s, "runs": runs, "inference": plan}
+
+
+def run_peers(model_dir: Path, images: list[Path], cfg: dict, python: Path | None) -> dict:
+    """LitServe and BentoML serving model_dir's .tflite, under the same load as this server."""
+    if python is None or not python.exists():
+        return {"skipped": f"no peers venv ({python}); `make bench` creates .venv-peers"}
+    peers = {}
+    for name, (command, ready) in PEERS.items():
+        print(f"[bench] peer: {name}", flush=True)
+        argv = [part.replace("{python}", str(python)) for part in command]
+        peers[name] = drive({"PEER_MODEL_DIR": str(model_dir), "BENTOML_DO_NOT_TRACK": "True"}, "/prediction",
+                            images, cfg["concurrency"], cfg, command=argv, ready=ready)
+    return peers
+
+
+def build_models(work: Path, cfg: dict) -> tuple[Path, Path, dict]:
+    """The bench MobileNetV2 compiled as float32 (work/models) and int8 (work/models_int8)."""
+    size = cfg["size"]
+    train = assets.write_photos(work / "train", size, size, cfg["train"], seed=10)
+    samples = assets.write_photos(work / "samples", size, size, cfg["samples"], seed=11)
+    fp32 = assets.make_mobilenet(work / "models", train[0].parent, samples, size)
+    int8 = assets.copy_as(fp32, work / "models_int8", "int8")
+    return fp32, int8, json.loads((int8 / "model.tflite.json").read_text())["quantization"]
+
+
+def speed(work: Path, cfg: dict, args: argparse.Namespace) -> dict:
+    """Everything measured on the throughput side: the sets (limit, server, naive), the floor and the peers."""
+    fp32, int8, quantization = build_models(work, cfg)
+    photos = assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])
+    sets = {
+        MOBILENET: (work / "models", "/mobilenet/prediction", fp32, photos),
+        MOBILENET_INT8: (work / "models_int8", "/mobilenet/prediction", int8, photos),
+        "MobileNetV2, 1024x768 JPEG": (work / "models", "/mobilenet/prediction", fp32,
+                                       assets.write_photos(work / "p1024", 1024, 768, cfg["photos"], seed=1)),
+        "digits, PNG": (ROOT / "saved_models", "/digits/prediction", ROOT / "saved_models" / "digits" / "1",
+                        assets.write_digits(work / "digits", cfg["digits"])),
+    }
+    results: dict = {"sets": {}, "int8": quantization}
+    for name, (models_dir, route, model_dir, images) in sets.items():
+        print(f"[bench] {name}: in-process limit", flush=True)
+        entry = {"limit": limit(model_dir, images, cfg)}
+        print(f"[bench] {name}: server", flush=True)
+        entry["server"] = drive({"MODELS_DIR": str(models_dir)}, route, images, cfg["concurrency"], cfg)
+        if not args.skip_naive and name.startswith("MobileNetV2,"):
+            print(f"[bench] {name}: naive baseline", flush=True)
+            entry["naive"] = drive({"MODELS_DIR": str(models_dir)}, route, images, cfg["concurrency"], cfg,
+                                   app="bench.naive_server:app")
+        results["sets"][name] = entry
+    results["peers"] = run_peers(fp32, photos, cfg, args.peers_python)
+    print("[bench] HTTP floor", flush=True)
+    results["floor"] = drive({}, "/floor/prediction", sets["digits, PNG"][3], cfg["concurrency"], cfg,
+                             app="bench.floor_server:app")
+    return results
 
 
 def slow_clients(env: dict[str, str], route: str, image: Path, cfg: dict) -> dict:
@@ -109,21 +171,30 @@ def run_fronts(models: Path, images: list[Path], cfg: dict) -> dict:
 
 
 def only(args: argparse.Namespace, cfg: dict) -> None:
-    """Run one section again (`soak` or `fronts`) into an existing RESULTS.json / RESULTS.md."""
+    """Run one section again (`speed`, `soak` or `fronts`) into an existing RESULTS.json / RESULTS.md."""
     results = json.loads(args.output.with_suffix(".json").read_text())
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
-        assets.make_mobilenet(work / "models", cfg["size"])
-        photos = assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])
-        if args.only == "soak":
-            print(f"[bench] soak: {cfg['soak_seconds']:g} s", flush=True)
-            results["soak"] = run_soak(work / "models", photos, cfg)
+        if args.only == "speed":
+            results.update(speed(work, cfg, args), speed_at=when)
         else:
-            results["fronts"] = run_fronts(work / "models", photos, cfg)
-            results["fronts_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    args.output.write_text(report.render(results, VARIANTS))
-    args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    print(f"[bench] wrote {args.output}")
+            build_models(work, cfg)
+            photos = assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])
+            if args.only == "soak":
+                print(f"[bench] soak: {cfg['soak_seconds']:g} s", flush=True)
+                results["soak"] = run_soak(work / "models", photos, cfg)
+            else:
+                results.update(fronts=run_fronts(work / "models", photos, cfg), fronts_at=when)
+    write(args.output, results)
+
+
+def write(output: Path, results: dict) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(report.render(results, VARIANTS))
+    output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    chart.draw(results, output.with_suffix(".png"))
+    print(f"[bench] wrote {output} and {output.with_suffix('.png').name}")
 
 
 def main() -> None:
@@ -131,39 +202,21 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny model and durations, to check the bench runs")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--skip-naive", action="store_true", help="skip the (slow, TensorFlow) naive baseline")
-    parser.add_argument("--only", choices=("soak", "fronts"), help="run one section again, into the existing results")
+    parser.add_argument("--only", choices=("speed", "soak", "fronts"),
+                        help="run one section again, into the existing results")
+    parser.add_argument("--peers-python", type=Path, default=ROOT / ".venv-peers" / "bin" / "python",
+                        help="python of the venv with bench/peers/requirements.txt (LitServe, BentoML)")
     args = parser.parse_args()
     cfg = SMOKE if args.smoke else FULL
     if args.only:
         return only(args, cfg)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
-        models = work / "models"
-        mobilenet = assets.make_mobilenet(models, cfg["size"])
-        sets = {
-            "MobileNetV2, 224x224 JPEG": (models, "/mobilenet/prediction", mobilenet,
-                                          assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])),
-            "MobileNetV2, 1024x768 JPEG": (models, "/mobilenet/prediction", mobilenet,
-                                           assets.write_photos(work / "p1024", 1024, 768, cfg["photos"], seed=1)),
-            "digits, PNG": (ROOT / "saved_models", "/digits/prediction", ROOT / "saved_models" / "digits",
-                            assets.write_digits(work / "digits", cfg["digits"])),
-        }
         results: dict = {"machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-                         "smoke": args.smoke, "sets": {}, "variants": {}}
-        for name, (models_dir, route, model_dir, images) in sets.items():
-            print(f"[bench] {name}: in-process limit", flush=True)
-            entry = {"limit": limit(model_dir, images, cfg)}
-            print(f"[bench] {name}: server", flush=True)
-            entry["server"] = drive({"MODELS_DIR": str(models_dir)}, route, images, cfg["concurrency"], cfg)
-            if not args.skip_naive and name.startswith("MobileNetV2"):
-                print(f"[bench] {name}: naive baseline", flush=True)
-                entry["naive"] = drive({"MODELS_DIR": str(models_dir)}, route, images, cfg["concurrency"], cfg,
-                                       app="bench.naive_server:app")
-            results["sets"][name] = entry
-        print("[bench] HTTP floor", flush=True)
-        results["floor"] = drive({}, "/floor/prediction", sets["digits, PNG"][3], cfg["concurrency"], cfg,
-                                 app="bench.floor_server:app")
-        photos = sets["MobileNetV2, 224x224 JPEG"][3]
+                         "smoke": args.smoke, "variants": {}}
+        results.update(speed(work, cfg, args))
+        models, photos = work / "models", work / "p224"
+        photos = sorted(photos.iterdir())
         for label, env in VARIANTS.items():
             print(f"[bench] variant: {label}", flush=True)
             results["variants"][label] = drive({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction", photos,
@@ -171,9 +224,7 @@ def main() -> None:
         results["fronts"] = run_fronts(models, photos, cfg)
         print(f"[bench] soak: {cfg['soak_seconds']:g} s", flush=True)
         results["soak"] = run_soak(models, photos, cfg)
-        args.output.write_text(report.render(results, VARIANTS))
-        args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    print(f"[bench] wrote {args.output}")
+    write(args.output, results)
 
 
 if __name__ == "__main__":

@@ -77,27 +77,33 @@ class Server:
 
 
 @contextmanager
-def serve(env: dict[str, str], app: str | None = None, log: Path | None = None) -> Iterator[Server]:
-    """The Procfile's web command (or the same gunicorn config with another `app`) on loopback."""
+def serve(env: dict[str, str], app: str | None = None, log: Path | None = None, command: list[str] | None = None,
+          ready: str = "/health/ready") -> Iterator[Server]:
+    """The Procfile's web command (or the same gunicorn config with another `app`, or any other server's
+    `command`, where "{port}" is replaced) on loopback, once `ready` answers 200."""
     port = free_port()
-    command = procfile_web() if app is None else procfile_web().replace("application:app", app)
+    if command is not None:
+        argv = [part.replace("{port}", str(port)) for part in command]
+    else:
+        argv = ["sh", "-c", procfile_web() if app is None else procfile_web().replace("application:app", app)]
     full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                 "HOST": "127.0.0.1", "PORT": str(port), "PYTHONPATH": str(ROOT), "LOG_LEVEL": "warning",
                 "TF_CPP_MIN_LOG_LEVEL": "3", **env}
     out = open(log or os.devnull, "wb")
     start = time.perf_counter()
-    proc = subprocess.Popen(["sh", "-c", command], cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    name = " ".join(command or []) or app or "application:app"
 
     def tail() -> str:
         return log.read_text(errors="replace")[-3000:] if log else "(no log kept)"
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server {app or 'application:app'} exited with {proc.returncode}:\n{tail()}")
+                raise RuntimeError(f"server {name} exited with {proc.returncode}:\n{tail()}")
             try:
-                if requests.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                if requests.get(f"{url}{ready}", timeout=2).status_code == 200:
                     break
             except requests.RequestException:  # not listening yet, or workers still booting
                 pass

@@ -15,18 +15,23 @@ pytestmark = pytest.mark.slow
 
 def test_bench_smoke_run_writes_every_section(tmp_path: Path) -> None:
     output = tmp_path / "RESULTS.md"
-    run = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--output", str(output)], cwd=ROOT,
+    # Peers need their own venv (make bench makes it); here the section must say it did not run.
+    run = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--output", str(output),
+                          "--peers-python", str(tmp_path / "no-peers")], cwd=ROOT,
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     text = output.read_text()
     for heading in ("## Targets", "(a) in-process limit", "(b) this server", "(c) naive baseline",
-                    "(d) HTTP floor", "Process-model variants", "HTTP front ends", "## Soak", "digits, PNG", "1024x768 JPEG"):
+                    "(d) HTTP floor", "(f) peers", "Not run: no peers venv", "## int8 artifact",
+                    "MobileNetV2 int8, 224x224 JPEG", "Process-model variants", "HTTP front ends", "## Soak", "digits, PNG", "1024x768 JPEG"):
         assert heading in text, heading
     results = json.loads(output.with_suffix(".json").read_text())
     for entry in results["sets"].values():
         for run_ in entry["server"]["runs"]:
             assert run_["requests"] > 0 and run_["errors"] == 0 and run_["peak_rss_mb"] > 0
     assert results["sets"]["MobileNetV2, 224x224 JPEG"]["naive"]["runs"][0]["errors"] == 0
+    assert results["int8"]["served"] and results["int8"]["bytes"] > 0
+    assert output.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     default = next(iter(results["fronts"].values()))
     assert default["slow_clients"]["failed"] == 0 and default["load"]["runs"][0]["errors"] == 0
     soak = results["soak"]
