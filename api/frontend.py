@@ -125,18 +125,29 @@ class JsonErrorsProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol, answering bytes that are not HTTP with the service's JSON error,
     and closing each connection after its answer once the worker is draining."""
 
+    counted = False  # in this worker's open-connection count (api/balance.py)
+
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
         balance.opened()
+        self.counted = True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        balance.closed()
+        if self.counted:
+            balance.closed()
         super().connection_lost(exc)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        if getattr(self.server_state, "draining", False) and self.cycle is not None:
+        if self.cycle is None:
+            return
+        if getattr(self.server_state, "draining", False):
             self.cycle.keep_alive = False  # answered, then `connection: close`: the client reconnects elsewhere
+        elif self.counted and balance.over_share():
+            # Uncounted at once, so the next request's check sees it gone: exactly the excess closes.
+            balance.closed()
+            self.counted = False
+            self.cycle.keep_alive = False
 
     def send_400_response(self, msg: str) -> None:
         body = json.dumps(MalformedRequest(f"malformed HTTP request: {msg}").to_dict()).encode()
@@ -204,7 +215,7 @@ class Worker(UvicornWorker):
                      "interface": "asgi3", "access_log": False}  # the app logs its own access lines
 
     def run(self) -> None:
-        balance.join(self.age)
+        balance.join(self.age, self.cfg.workers)
         super().run()
 
     async def _serve(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import current_app
 from flask_restx import Namespace, Resource
 
-from api import schemas
+from api import balance, schemas
 
 ns = Namespace("health", description="Process liveness and model readiness")
 schemas.add_models(ns, schemas.health, schemas.error)
@@ -25,7 +25,7 @@ class Liveness(Resource):
 @ns.route("/ready")
 class Readiness(Resource):
     @ns.response(200, "Every model is loaded", schemas.health)
-    @ns.response(503, "A model is still loading or failed to load", schemas.health)
+    @ns.response(503, "A model is still loading or failed to load, or a worker has not started yet", schemas.health)
     def get(self) -> tuple[dict, int]:
         """Report whether every model is loaded, loading them on first call."""
         reg = registry()
@@ -33,5 +33,9 @@ class Readiness(Resource):
             reg.load_all()
         except Exception as exc:  # report, don't crash: the probe's job is to say "not ready"
             return {"status": "failed", "message": str(exc),
+                    "models": {n: m.ready for n, m in reg.models.items()}}, 503
+        waiting = balance.all_started()
+        if waiting:  # traffic sent now would all land on the workers already up
+            return {"status": "starting", "message": f"{waiting[0]} of {waiting[1]} workers serving",
                     "models": {n: m.ready for n, m in reg.models.items()}}, 503
         return {"status": "ok", "models": {n: m.ready for n, m in reg.models.items()}}, 200

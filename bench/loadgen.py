@@ -27,18 +27,21 @@ def request(host: str, path: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
-async def read_response(reader: asyncio.StreamReader) -> int:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """(status, whether the server keeps the connection open: `connection: close` means reconnect)."""
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionError("connection closed")
-    status = int(status_line.split()[1])
+    status, keep = int(status_line.split()[1]), True
     length = 0
     while (line := await reader.readline()) not in (b"\r\n", b""):
         name, _, value = line.decode("latin-1").partition(":")
         if name.strip().lower() == "content-length":
             length = int(value)
+        elif name.strip().lower() == "connection" and value.strip().lower() == "close":
+            keep = False
     await reader.readexactly(length)
-    return status
+    return status, keep
 
 
 async def connection(host: str, port: int, payloads: list[bytes], offset: int, stop: float, warm: float,
@@ -50,9 +53,10 @@ async def connection(host: str, port: int, payloads: list[bytes], offset: int, s
             writer.write(payloads[i % len(payloads)])
             i += 1
             try:
-                status = await read_response(reader)
+                status, keep = await read_response(reader)
             except (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
-                status = 0
+                status, keep = 0, False
+            if not keep:
                 writer.close()
                 reader, writer = await asyncio.open_connection(host, port)
             if start >= warm:

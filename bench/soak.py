@@ -60,10 +60,10 @@ async def client(host: str, port: int, mix: list[tuple[bytes, set[int]]], offset
             i += 1
             writer.write(data)
             try:
-                status = await read_response(reader)
+                status, keep = await read_response(reader)
             except (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
-                status = 0
-            if status == 0 or status in {408, 413, 415, 400}:  # the server may close after a refusal
+                status, keep = 0, False
+            if not keep or status in {408, 413, 415, 400}:  # the server may close after a refusal
                 writer.close()
                 reader, writer = await asyncio.open_connection(host, port)
             if time.perf_counter() >= warm:

@@ -10,15 +10,15 @@ from api import balance
 
 @pytest.fixture
 def slots() -> Iterator[None]:
-    saved, slot = balance._open[:], balance._slot
+    saved, slot, started, expected = balance._open[:], balance._slot, balance._started.value, balance._expected
     yield
     balance._open[:] = saved
-    balance._slot = slot
+    balance._slot, balance._started.value, balance._expected = slot, started, expected
 
 
 def test_turns_follow_open_connection_counts(slots: None) -> None:
     balance._open[:] = [-1] * balance.SLOTS
-    balance.join(65)  # slot 1
+    balance.join(65, 2)  # slot 1
     assert balance.my_turn()  # alone
     balance._open[2] = 0  # a peer joins, idle
     assert balance.my_turn()  # equal counts: either may take it
@@ -33,3 +33,26 @@ def test_turns_follow_open_connection_counts(slots: None) -> None:
     assert balance._open[1] == 3
     balance.leave()  # draining: counts no more
     assert balance._open[1] == -1 and balance.my_turn()
+
+
+def test_a_worker_over_its_share_closes_the_excess(slots: None) -> None:
+    balance._open[:] = [-1] * balance.SLOTS
+    balance.join(1, 2)
+    for _ in range(3):
+        balance.opened()
+    assert not balance.over_share()  # alone: nobody to hand connections to
+    balance._open[2] = 1  # a peer with one connection
+    assert balance.over_share()  # 3 against 1
+    balance.closed()
+    assert not balance.over_share()  # 2 against 1: within one, stays
+    balance._open[2] = -1  # the peer left
+    assert not balance.over_share()
+
+
+def test_ready_waits_until_every_worker_has_joined(slots: None) -> None:
+    balance._open[:] = [-1] * balance.SLOTS
+    balance._started.value = 0
+    balance.join(1, 2)
+    assert balance.all_started() == (1, 2)
+    balance.join(2, 2)  # the second worker (same process here: the count is shared)
+    assert balance.all_started() is None

@@ -149,3 +149,31 @@ def test_killed_worker_is_replaced_and_the_server_keeps_answering(
         print(f"kill -9: answered again after {answered * 1000:.0f} ms; replacement worker {replacement}")
         assert answered < 2 and replacement and victim not in replacement
         assert requests.get(f"{url}/health/ready", timeout=5).status_code == 200
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_connections_opened_while_a_worker_restarts_are_spread_once_it_is_back(
+        server_factory: Callable[..., "contextmanager[str]"]) -> None:
+    with server_factory(WEB_CONCURRENCY="2") as url:
+        master = master_pid(url)
+        victim, survivor = workers(master)
+        os.kill(victim, signal.SIGKILL)
+        with Load(url, clients=16) as load:  # 16 keep-alive connections, all opened on the survivor
+            deadline = time.monotonic() + 30
+            while (len(workers(master)) < 2 or victim in workers(master)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.5)  # the replacement loads its models and joins
+            pids = workers(master)
+            before = {pid: cpu_seconds(pid) for pid in pids}
+            time.sleep(3.0)
+            used = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
+        failed = [r for r in load.records if r[2] != "200"]
+        share = min(used.values()) / sum(used.values())
+        print(f"CPU seconds per worker over 3 s after the replacement joined: {used}; smaller share {share:.2f}")
+        assert survivor in used and len(used) == 2
+        assert share > 0.3, "the replacement worker got no share of the open connections"
+        assert not failed, failed[:5]  # `connection: close` moves clients without losing a request
