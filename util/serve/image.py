@@ -102,7 +102,7 @@ def decode(data: bytes, max_pixels: int, target: tuple[int, int] | None = None) 
             image.draft(image.mode, (side, side))
         image.seek(0)  # animated GIF / WebP / multi-page TIFF: the first frame
         image.load()
-        image = ImageOps.exif_transpose(image) or image
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright image
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"image is too large in pixels: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError) as exc:
