@@ -30,20 +30,27 @@ def procfile_web() -> str:
 
 
 def group_rss_mb(pgid: int) -> float:
-    """Sum of VmRSS over every process in the process group."""
-    total = 0
+    """Sum of VmRSS over every process in the process group and every descendant of its leader
+    (some servers, BentoML's among them, start workers in sessions of their own)."""
+    parents, groups, rss = {}, {}, {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if os.getpgid(int(entry.name)) != pgid:
-                continue
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except (OSError, ProcessLookupError):
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            kb = next((int(l.split()[1]) for l in (entry / "status").read_text().splitlines()
+                       if l.startswith("VmRSS:")), 0)
+        except (OSError, ValueError, IndexError):
             continue
-    return total / 1024
+        pid = int(entry.name)
+        parents[pid], groups[pid], rss[pid] = int(stat[1]), int(stat[2]), kb
+    members = {pid for pid, group in groups.items() if group == pgid} | {pgid}
+    grown = True
+    while grown:
+        more = {pid for pid, parent in parents.items() if parent in members} - members
+        members |= more
+        grown = bool(more)
+    return sum(rss.get(pid, 0) for pid in members) / 1024
 
 
 class RssSampler:
