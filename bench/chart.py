@@ -8,6 +8,9 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")  # no display: draw to a file
+import json  # noqa: E402
+import sys  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 
 from bench.report import MOBILENET, MOBILENET_INT8  # noqa: E402
@@ -44,9 +47,15 @@ def draw(results: dict, path: Path) -> None:
     right.set_yscale("log")
     right.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     left.set_ylim(bottom=0)
-    left.legend(fontsize=8)
+    handles, labels = left.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     figure.suptitle(f"MobileNetV2 224x224 JPEG uploads, {results['machine']}"
                     + (" (SMOKE RUN: meaningless)" if results.get("smoke") else ""), fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+if __name__ == "__main__":  # redraw from a RESULTS.json: python -m bench.chart bench/RESULTS.json
+    source = Path(sys.argv[1])
+    draw(json.loads(source.read_text()), source.with_suffix(".png"))
