@@ -63,9 +63,10 @@ def parse(parser: reqparse.RequestParser) -> dict[str, Any]:
         hint = " (it arrived as a text field: send it as a file)" if "image" in form else ""
         raise MissingImage(f"the multipart field 'image' with the image file is missing{hint}")
     known = {arg.name for arg in parser.args} | {"threshold"}  # predict explains a misplaced threshold
-    unknown = sorted((set(form) | set(files)) - known)
+    # A part whose Content-Disposition has no readable name arrives under the name None.
+    unknown = sorted({name or "" for name in (*form, *files)} - known)
     if unknown:
-        shown = ", ".join(repr(name[:40]) for name in unknown[:5])
+        shown = ", ".join(repr(name[:40]) if name else "(a part with no name)" for name in unknown[:5])
         raise InvalidParameter(f"unknown form field(s) {shown}; this route takes "
                                f"{', '.join(arg.name for arg in parser.args)}")
     if len(files.getlist("image")) > 1:

@@ -63,3 +63,15 @@ def test_form_fields_are_checked(client, form: dict, message: str) -> None:  # t
     answer = client.post("/colors/prediction", data=data)
     assert answer.status_code == 400 and answer.get_json()["error"] == "invalid_parameter"
     assert message in answer.get_json()["message"]
+
+
+def test_a_part_without_a_name_is_a_400_not_a_500(client) -> None:  # type: ignore[no-untyped-def]
+    # Found by schemathesis: Werkzeug files a part whose name it cannot read under None.
+    from tests import builders
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"r.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + builders.encode(builders.solid((200, 0, 0))) + (
+        f"\r\n--{boundary}\r\nContent-Disposition: form-data\r\n\r\nvalue\r\n--{boundary}--\r\n").encode()
+    answer = client.post("/colors/prediction", data=body, content_type=f"multipart/form-data; boundary={boundary}")
+    assert answer.status_code == 400, answer.get_json()
+    assert "(a part with no name)" in answer.get_json()["message"]
