@@ -17,6 +17,7 @@ from util.errors import ServiceError
 from util.serve.registry import Registry
 
 __version__ = "1.0.0"
+log = logging.getLogger("api.reload")
 
 
 class ToolChainCommands(click.Group):
@@ -33,12 +34,12 @@ class ToolChainCommands(click.Group):
         return self._commands().get_command(ctx, name)
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: settings (defaults < environment < `config`), models, API, CLI."""
+def create_app(config: Mapping[str, Any] | None = None, registry: Registry | None = None) -> Flask:
+    """Build the app: settings (defaults < environment < `config`), models (or `registry`'s), API, CLI."""
     app = Flask(__name__)
     app.config.update(load_settings(config))
     logs.configure(app.config["LOG_FORMAT"] or None)
-    registry = Registry(app.config)
+    registry = registry or Registry(app.config)
     app.extensions["registry"] = registry
     requestlog.install(app)  # first, so even a request refused by the API key check has its id
     create_api(app, registry, __version__)
@@ -63,6 +64,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if app.config["PRELOAD_MODELS"]:
         registry.load_all()
     return app
+
+
+def rebuild_routes(app: Flask) -> None:
+    """New routes and spec for the models `app`'s registry serves now (a model came or went)."""
+    # Flask takes no new routes once serving: build the app again around the same registry and
+    # put its WSGI callable in place in one assignment; requests in flight finish on the old one.
+    app.wsgi_app = create_app({**app.config}, app.extensions["registry"]).wsgi_app  # type: ignore[method-assign]
+    log.info("routes rebuilt: models %s", ", ".join(app.extensions["registry"].models) or "none")
+
+
+def watch_models(app: Flask) -> None:
+    """Poll MODELS_DIR every MODEL_POLL_SECONDS (gunicorn starts this in each worker). Versions swap
+    inside the registry; when a model name comes or goes, the routes and the spec are rebuilt."""
+    app.extensions["registry"].watch(app.config["MODEL_POLL_SECONDS"], lambda: rebuild_routes(app))
 
 
 app = application = create_app()

@@ -62,6 +62,8 @@ def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
     registry = _registry(worker)
     if registry is not None:  # bench/ servers are plain Flask apps
         registry.load_all()
+        from application import watch_models  # already imported by the worker: its app
+        watch_models(getattr(worker, "flask_app", None) or worker.wsgi)  # each worker sees changes itself
 
 
 def worker_exit(server, worker):  # noqa: ANN001

@@ -90,6 +90,7 @@ def create_api(app: Flask, registry: Registry, version: str) -> Api:
         return internal_error(exc), 500
 
     api.add_namespace(health.ns)
-    for served in registry.models.values():
-        api.add_namespace(make_namespace(served, auth.SECURITY if keys else None))
+    for group in registry.groups.values():
+        if group.versions:  # a new model that failed to load gets no routes (its error is in /health/ready)
+            api.add_namespace(make_namespace(group, auth.SECURITY if keys else None))
     return api

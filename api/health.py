@@ -34,8 +34,13 @@ class Readiness(Resource):
         except Exception as exc:  # report, don't crash: the probe's job is to say "not ready"
             return {"status": "failed", "message": str(exc),
                     "models": {n: m.ready for n, m in reg.models.items()}}, 503
+        failures = {name: ({"model": group.error} if group.error else {})
+                    | {f"v{v}": message for v, message in group.failures.items()}
+                    for name, group in reg.groups.items() if group.error or group.failures}
         waiting = balance.all_started()
         if waiting:  # traffic sent now would all land on the workers already up
             return {"status": "starting", "message": f"{waiting[0]} of {waiting[1]} workers serving",
                     "models": {n: m.ready for n, m in reg.models.items()}}, 503
-        return {"status": "ok", "models": {n: m.ready for n, m in reg.models.items()}}, 200
+        # Still ready: every model keeps a serving version (a failed new one never replaced it).
+        return {"status": "ok", "models": {n: m.ready for n, m in reg.models.items()},
+                **({"failures": failures} if failures else {})}, 200

@@ -1,7 +1,9 @@
-"""The per-model namespace factory: `POST /<model>/prediction` and `GET /<model>/`."""
+"""The per-model namespace factory: `POST /<model>/prediction`, `GET /<model>/`, and the same per version
+under `/<model>/versions/<v>/`."""
 from __future__ import annotations
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from flask import g, request
 from flask_restx import Namespace, Resource, reqparse
@@ -11,6 +13,7 @@ from werkzeug.exceptions import BadRequest
 from api import schemas
 from util.errors import InvalidParameter, MalformedRequest, MissingImage, UnsupportedMediaType
 from util.serve.registry import ServedModel
+from util.serve.versions import ModelGroup
 
 # Resources are shared by every model namespace; this one only carries their documentation.
 doc = Namespace("model", description="documentation template for model namespaces")
@@ -83,14 +86,35 @@ def parse(parser: reqparse.RequestParser) -> dict[str, Any]:
         raise InvalidParameter("; ".join(messages) or exc.description or "invalid request") from None
 
 
-class ModelResource(Resource):
-    """A resource bound to one served model (given per namespace as class kwargs)."""
+_parsers: WeakKeyDictionary = WeakKeyDictionary()  # ServedModel -> its parser (versions may differ in labels)
 
-    def __init__(self, api: object = None, *args: object, served: ServedModel,
-                 parser: reqparse.RequestParser | None = None, **kwargs: object) -> None:
+
+def parser_for(served: ServedModel) -> reqparse.RequestParser:
+    parser = _parsers.get(served)
+    if parser is None:
+        parser = _parsers[served] = make_parser(len(served.spec.labels), served.multilabel_hint())
+    return parser
+
+
+class ModelResource(Resource):
+    """A resource bound to one model name (given per namespace as class kwargs); the version is looked
+    up per request, so a version loaded meanwhile answers without new routes."""
+
+    def __init__(self, api: object = None, *args: object, group: ModelGroup, **kwargs: object) -> None:
         super().__init__(api, *args, **kwargs)
-        self.served = served
-        self.parser = parser
+        self.group = group
+
+    def served(self, version: int | None) -> ServedModel:
+        served = self.group.default() if version is None else self.group.get(version)
+        g.model, g.version = served.spec.name, served.spec.version  # for the access log
+        return served
+
+    def predict(self, version: int | None) -> dict:
+        served = self.served(version)  # held to the end: a version swapped meanwhile still finishes this
+        args = parse(parser_for(served))
+        # Undeclared for a model that is not multi-label: passed on raw so predict can say why not.
+        threshold = args["threshold"] if "threshold" in args else request.values.get("threshold")
+        return served.predict(args["image"].read(), args.get("top_k"), threshold)
 
 
 @doc.response(503, "Model not loaded", schemas.error)
@@ -103,36 +127,53 @@ class ModelResource(Resource):
 class Prediction(ModelResource):
     @doc.marshal_with(schemas.prediction, skip_none=True, description="The top labels, best first")
     def post(self) -> dict:
-        """Classify an uploaded image (multipart field `image`)."""
-        assert self.parser is not None
-        g.model, g.version = self.served.spec.name, self.served.spec.version  # for the access log
-        args = parse(self.parser)
-        # Undeclared for a model that is not multi-label: passed on raw so predict can say why not.
-        threshold = args["threshold"] if "threshold" in args else request.values.get("threshold")
-        return self.served.predict(args["image"].read(), args.get("top_k"), threshold)
+        """Classify an uploaded image (multipart field `image`) with the default version."""
+        return self.predict(None)
+
+
+@doc.response(404, "This version is not served (the answer lists those that are)", schemas.error)
+class VersionPrediction(Prediction):
+    @doc.marshal_with(schemas.prediction, skip_none=True, description="The top labels, best first")
+    def post(self, version: int) -> dict:  # type: ignore[override]
+        """Classify an uploaded image (multipart field `image`) with one version."""
+        return self.predict(version)
 
 
 class Metadata(ModelResource):
-    @doc.marshal_with(schemas.model_info, skip_none=True, description="Labels, input shape, preprocessing, output kind, runtime and "
-                                                      "provenance")
+    @doc.marshal_with(schemas.model_info, skip_none=True, description="Labels, input shape, preprocessing, output "
+                                                                      "kind, runtime, provenance and versions")
     def get(self) -> dict:
-        """Describe the model and how it is served."""
-        g.model, g.version = self.served.spec.name, self.served.spec.version
-        return self.served.info()
+        """Describe the model's default version, and list every version with its state."""
+        return {**self.served(None).info(), "versions": self.group.states()}
 
 
-def make_namespace(served: ServedModel, security: list[str] | None = None) -> Namespace:
-    """A documented namespace for one served model."""
+@doc.response(404, "This version is not served (the answer lists those that are)", schemas.error)
+class VersionMetadata(ModelResource):
+    @doc.marshal_with(schemas.model_info, skip_none=True, description="Labels, input shape, preprocessing, output "
+                                                                      "kind, runtime and provenance")
+    def get(self, version: int) -> dict:
+        """Describe one version of the model."""
+        return self.served(version).info()
+
+
+def make_namespace(group: ModelGroup, security: list[str] | None = None) -> Namespace:
+    """A documented namespace for one model name (its default version's labels document the parser)."""
+    served = group.default()
     spec = served.spec
     about = f"{spec.title} (v{spec.version})" + (f": {spec.description}" if spec.description else "")
     ns = Namespace(spec.name, description=about, path=f"/{spec.name}")
-    schemas.add_models(ns, schemas.error, schemas.label_score, schemas.prediction,
-                       schemas.preprocessing, schemas.serving, schemas.model_info)
-    parser = make_parser(len(spec.labels), served.multilabel_hint())
+    schemas.add_models(ns, schemas.error, schemas.label_score, schemas.prediction, schemas.preprocessing,
+                       schemas.serving, schemas.version_state, schemas.model_info)
+    parser = parser_for(served)
     # Resources are shared, so operation ids (unique in Swagger 2.0) and the parser are set per model.
     secured = {"security": security} if security else {}
-    ns.add_resource(Prediction, "/prediction", resource_class_kwargs={"served": served, "parser": parser},
+    kwargs = {"group": group}
+    ns.add_resource(Prediction, "/prediction", resource_class_kwargs=kwargs,
                     route_doc={"post": {"id": f"predict_{spec.name}", "expect": [parser], **secured}})
-    ns.add_resource(Metadata, "/", resource_class_kwargs={"served": served},
+    ns.add_resource(Metadata, "/", resource_class_kwargs=kwargs,
                     route_doc={"get": {"id": f"describe_{spec.name}", **secured}})
+    ns.add_resource(VersionPrediction, "/versions/<int:version>/prediction", resource_class_kwargs=kwargs,
+                    route_doc={"post": {"id": f"predict_{spec.name}_version", "expect": [parser], **secured}})
+    ns.add_resource(VersionMetadata, "/versions/<int:version>/", resource_class_kwargs=kwargs,
+                    route_doc={"get": {"id": f"describe_{spec.name}_version", **secured}})
     return ns

@@ -48,6 +48,13 @@ serving = Model("Serving", {
     "warnings": fields.List(fields.String),
 })
 
+version_state = Model("VersionState", {
+    "version": fields.Integer(required=True, example=2),
+    "state": fields.String(required=True, enum=["serving", "failed"], example="serving"),
+    "default": fields.Boolean(description="Answers POST /<model>/prediction", example=True),
+    "error": fields.String(description="Why a failed version is not served (the previous one keeps serving)"),
+})
+
 model_info = Model("ModelInfo", {
     "name": fields.String(required=True, example="digits"),
     "version": fields.Integer(required=True, example=1),
@@ -77,6 +84,8 @@ model_info = Model("ModelInfo", {
     "compiled_at": fields.String(example="2026-11-24T10:00:00+00:00"),
     "batching": fields.Raw(description="max_batch_size and max_batch_delay_ms in force",
                            example={"max_batch_size": 4, "max_batch_delay_ms": 2.0}),
+    "versions": fields.List(fields.Nested(version_state, skip_none=True),
+                            description="Every version this worker serves or failed to load (GET /<model>/ only)"),
     "inference": fields.Raw(description="LiteRT interpreters in each worker (null for Keras or before loading)",
                             example={"lanes": 1, "lane_threads": 1, "solo_threads": 2, "solo_speedup": 1.9}),
 })
@@ -85,6 +94,8 @@ health = Model("Health", {
     "status": fields.String(required=True, enum=["ok", "loading", "starting", "failed"], example="ok"),
     "models": fields.Raw(description="Per model: true when loaded", example={"digits": True}),
     "message": fields.String(description="Why the service is not ready"),
+    "failures": fields.Raw(description="Versions (or new models) that failed to load, by model: what served "
+                                       "before keeps serving", example={"digits": {"v3": "cannot load model ..."}}),
 })
 
 

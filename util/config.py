@@ -41,6 +41,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "API_KEYS_FILE": ("", str, "file with one API key per line (# comments), added to API_KEYS"),
     "API_KEYS_OPEN": ("health,metrics,docs", str, "what stays open when keys are set: health, metrics, docs"),
     "LOG_FORMAT": ("", str, "json or text log lines; empty = json where DYNO is set (Heroku), else text"),
+    "MODEL_POLL_SECONDS": (5.0, float, "seconds between looks at MODELS_DIR for new, changed or removed versions and "
+                                       "models (each worker looks itself); 0 = never"),
     "PRELOAD_MODELS": (False, _bool, "load every model in create_app (gunicorn loads them after fork instead)"),
 }
 

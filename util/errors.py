@@ -57,6 +57,10 @@ class UnsupportedMediaType(ServiceError):
     status, code = 415, "unsupported_media_type"
 
 
+class VersionNotFound(ServiceError):
+    status, code = 404, "version_not_found"
+
+
 class ImageTooLarge(ServiceError):
     status, code = 422, "image_too_large"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,8 @@ from util.serve.image import preprocess
 from util.serve.outputs import MULTILABEL
 from util.serve.plan import Plan, make_plan
 from util.serve.runtimes import Runtime, open_runtime
-from util.serve.spec import ModelSpec, discover
+from util.serve.spec import NAME_RE, ModelSpec, model_dirs
+from util.serve.versions import ModelGroup, mark_loaded, refresh_group
 
 log = logging.getLogger(__name__)
 
@@ -185,19 +187,71 @@ class ServedModel:
 
 
 class Registry:
-    """Every model under MODELS_DIR, by name."""
+    """Every model under MODELS_DIR: a ModelGroup per name, each serving one or more versions."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        self.models = {spec.name: ServedModel(spec, settings) for spec in discover(settings["MODELS_DIR"])}
+        self.settings = settings
+        self.groups: dict[str, ModelGroup] = {}
+        for model_dir in model_dirs(settings["MODELS_DIR"]):
+            group = ModelGroup(model_dir.name, model_dir)
+            refresh_group(group, lambda spec: ServedModel(spec, settings), strict=True)  # loaded after fork
+            self.groups[group.name] = group
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def models(self) -> dict[str, ServedModel]:
+        """The default version of every model that serves one."""
+        return {name: group.default() for name, group in self.groups.items() if group.versions}
 
     def load_all(self) -> None:
-        for model in self.models.values():
-            model.load()
+        for group in self.groups.values():
+            for version, model in group.versions.items():
+                if not model.ready:
+                    model.load()
+                    mark_loaded(group, version)
 
     def close(self) -> None:
-        for model in self.models.values():
-            model.close()
+        for group in self.groups.values():
+            for model in group.versions.values():
+                model.close()
 
     @property
     def ready(self) -> bool:
         return all(m.ready for m in self.models.values())
+
+    def refresh(self) -> bool:
+        """Serve what MODELS_DIR holds now; True when model names came or went (the routes change)."""
+        def make(spec: ModelSpec) -> ServedModel:
+            model = ServedModel(spec, self.settings)
+            model.load()
+            return model
+        groups = {}
+        for model_dir in model_dirs(self.settings["MODELS_DIR"]):
+            if not NAME_RE.match(model_dir.name):
+                continue
+            group = self.groups.get(model_dir.name) or ModelGroup(model_dir.name, model_dir)
+            refresh_group(group, make)
+            groups[group.name] = group  # also a new model that failed: its error is reported, no route
+        for name in set(self.groups) - set(groups):
+            log.info("model %s removed from %s", name, self.settings["MODELS_DIR"])
+            for model in self.groups[name].versions.values():
+                model.close()
+        routes_before = {n for n, g in self.groups.items() if g.versions}
+        self.groups = groups
+        return routes_before != {n for n, g in groups.items() if g.versions}
+
+    def watch(self, seconds: float, on_routes_changed: Callable[[], None]) -> None:
+        """Poll MODELS_DIR every `seconds` in a daemon thread (0: never)."""
+        if seconds <= 0 or self._watcher is not None:
+            return
+
+        def loop() -> None:
+            while True:
+                time.sleep(seconds)
+                try:
+                    if self.refresh():
+                        on_routes_changed()
+                except Exception:  # the watcher must outlive any surprise; what serves keeps serving
+                    log.exception("polling %s failed", self.settings["MODELS_DIR"])
+        self._watcher = threading.Thread(target=loop, name="model-watcher", daemon=True)
+        self._watcher.start()

@@ -25,8 +25,9 @@ ARTIFACT = "model.tflite"
 MANIFEST = "model.tflite.json"
 SAMPLES = "samples"
 SAVED_MODEL = "saved_model.pb"
+POLICY_KEYS = {"versions", "default_version"}  # in <name>/model.yaml (the version's own for an unversioned model)
 METADATA_KEYS = {"title", "description", "preprocessing", "batching", "output", "threshold", "quantize",
-                 "quantize_min_agreement"}
+                 "quantize_min_agreement"} | POLICY_KEYS
 QUANTIZE = ("none", "float16", "int8")
 BATCHING_KEYS = {"max_batch_size": (int, 1), "max_batch_delay_ms": (float, 0)}  # key -> (type, minimum)
 # Save format -> how people make it; the README's "Bring your model" table mirrors this.
@@ -87,17 +88,62 @@ class ModelSpec:
 
 def discover(models_dir: str | Path) -> list[ModelSpec]:
     """Every model under `models_dir`, highest version of each, sorted by name."""
+    return [read_spec(entry) for entry in model_dirs(models_dir)]
+
+
+def model_dirs(models_dir: str | Path) -> list[Path]:
+    """The model directories under `models_dir` (hidden and `_` ones skipped), sorted by name."""
     root = Path(models_dir)
     if not root.is_dir():
         raise ModelLoadError(root, "the models directory does not exist")
-    return [read_spec(entry) for entry in sorted(root.iterdir())
-            if entry.is_dir() and not entry.name.startswith((".", "_"))]
+    return [entry for entry in sorted(root.iterdir()) if entry.is_dir() and not entry.name.startswith((".", "_"))]
 
 
-def version_dir(model_dir: Path) -> tuple[int, Path]:
-    """The highest numbered version directory, or the directory itself as version 1."""
-    versions = [(int(d.name), d) for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit()]
-    return max(versions) if versions else (1, model_dir)
+def version_dirs(model_dir: Path) -> dict[int, Path]:
+    """Numbered version directories by number, or the directory itself as version 1."""
+    versions = {int(d.name): d for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit()}
+    return dict(sorted(versions.items())) or {1: model_dir}
+
+
+def version_dir(model_dir: Path, version: int | None = None) -> tuple[int, Path]:
+    """One version directory (the highest by default)."""
+    versions = version_dirs(model_dir)
+    number = max(versions) if version is None else version
+    if number not in versions:
+        raise ModelLoadError(model_dir, f"no version {number} (found {', '.join(map(str, versions))})")
+    return number, versions[number]
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """Which versions of a model to serve (`versions: latest | all | [1, 2]`) and the default one."""
+
+    versions: str | tuple[int, ...] = "latest"
+    default_version: int | None = None
+
+    def wanted(self, available: list[int]) -> list[int]:
+        """The versions to serve out of those on disk, ascending."""
+        if self.versions == "latest":
+            return available[-1:]
+        if self.versions == "all":
+            return list(available)
+        return [v for v in available if v in self.versions]
+
+
+def read_policy(model_dir: Path) -> VersionPolicy:
+    """`versions` and `default_version` from <name>/model.yaml."""
+    meta = read_metadata(model_dir)
+    versions = meta.get("versions", "latest")
+    if isinstance(versions, list) and versions and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in versions):
+        versions = tuple(sorted(set(versions)))
+    elif versions not in ("latest", "all"):
+        raise ModelLoadError(model_dir, f"{METADATA}: versions must be latest, all or a list of version numbers, "
+                                        f"not {versions!r}")
+    default = meta.get("default_version")
+    if default is not None and (isinstance(default, bool) or not isinstance(default, int)):
+        raise ModelLoadError(model_dir, f"{METADATA}: default_version must be a version number, not {default!r}")
+    return VersionPolicy(versions, default)
 
 
 def detect_format(path: Path) -> tuple[str, Path, Path | None]:
@@ -143,11 +189,11 @@ def find_weights(path: Path, h5: list[Path]) -> Path:
     return h5[0]
 
 
-def read_spec(model_dir: Path) -> ModelSpec:
-    """Read and validate a model directory's files, naming the directory in every error."""
+def read_spec(model_dir: Path, version: int | None = None) -> ModelSpec:
+    """Read and validate one version's files (the highest by default), naming the directory in every error."""
     if not NAME_RE.match(model_dir.name):
         raise ModelLoadError(model_dir, "model names may hold letters, digits, '.', '_' and '-' only")
-    version, path = version_dir(model_dir)
+    version, path = version_dir(model_dir, version)
     kind, source, weights = detect_format(path)
     if kind == "json":
         try:
