@@ -129,3 +129,34 @@ def test_a_new_model_gets_routes_and_a_removed_one_loses_them(models: Path) -> N
     rebuild_routes(app)
     assert predict(client, "/again/prediction").status_code == 404
     assert "/again/prediction" not in client.get("/swagger.json").get_json()["paths"]
+
+
+def test_changed_files_of_a_served_version_are_reloaded(models: Path) -> None:
+    app, client = make_client(models)
+    registry = app.extensions["registry"]
+    registry.load_all()
+    before = predict(client).get_json()["label"]
+    (models / "digits" / "1" / "labels.txt").write_text("".join(f"digit {d}\n" for d in range(10)))
+    registry.refresh()
+    assert predict(client).get_json()["label"] == f"digit {before}"
+
+
+def test_a_version_that_cannot_be_compiled_here_keeps_the_previous_one(models: Path) -> None:
+    app = create_app({"MODELS_DIR": str(models), "MODEL_POLL_SECONDS": 0, "AUTO_COMPILE": False})
+    client, registry = app.test_client(), app.extensions["registry"]
+    registry.load_all()
+    uncompiled = add_version(models / "digits", 2)
+    (uncompiled / "model.tflite").unlink()
+    (uncompiled / "model.tflite.json").unlink()
+    registry.refresh()
+    assert predict(client).get_json()["version"] == 1
+    failed = client.get("/digits/").get_json()["versions"][-1]
+    assert failed["version"] == 2 and failed["state"] == "failed" and "models compile digits" in failed["error"]
+
+
+def test_compile_command_selects_every_served_version(models: Path) -> None:
+    from util.build.cli import _select
+    add_version(models / "digits", 2)
+    assert [s.version for s in _select(models, ())] == [2]
+    (models / "digits" / "model.yaml").write_text("versions: all\n")
+    assert [s.version for s in _select(models, ("digits",))] == [1, 2]

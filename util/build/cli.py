@@ -11,7 +11,7 @@ import click
 from util.config import load_settings
 from util.errors import ModelLoadError
 from util.serve.artifacts import artifact_status
-from util.serve.spec import ModelSpec, discover
+from util.serve.spec import ModelSpec, model_dirs, read_policy, read_spec, version_dirs
 
 
 def _models_dir(explicit: str | None) -> Path:
@@ -25,14 +25,16 @@ def _models_dir(explicit: str | None) -> Path:
 
 
 def _select(models_dir: Path, names: tuple[str, ...]) -> list[ModelSpec]:
+    """Every version each named model (all by default) serves under its model.yaml `versions` policy."""
     try:
-        specs = {spec.name: spec for spec in discover(models_dir)}
+        dirs = {d.name: d for d in model_dirs(models_dir)}
+        unknown = [n for n in names if n not in dirs]
+        if unknown:
+            raise click.UsageError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(dirs) or 'none'}")
+        return [read_spec(dirs[n], v) for n in (names or tuple(dirs))
+                for v in read_policy(dirs[n]).wanted(list(version_dirs(dirs[n])))]
     except ModelLoadError as exc:
         raise click.ClickException(exc.message) from None
-    unknown = [n for n in names if n not in specs]
-    if unknown:
-        raise click.UsageError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(specs) or 'none'}")
-    return [specs[n] for n in names] if names else list(specs.values())
 
 
 def describe(m: dict[str, Any]) -> str:
