@@ -76,8 +76,8 @@ class RssSampler:
 
 
 class Server:
-    def __init__(self, proc: subprocess.Popen, url: str, startup_s: float) -> None:
-        self.proc, self.url, self.startup_s = proc, url, startup_s
+    def __init__(self, proc: subprocess.Popen, url: str, startup_s: float, log: Path | None = None) -> None:
+        self.proc, self.url, self.startup_s, self.log = proc, url, startup_s, log
 
     def rss(self) -> RssSampler:
         return RssSampler(self.proc.pid)
@@ -117,7 +117,7 @@ def serve(env: dict[str, str], app: str | None = None, log: Path | None = None, 
             if time.perf_counter() - start > 300:
                 raise RuntimeError(f"server not ready after 300 s:\n{tail()}")
             time.sleep(0.02)
-        yield Server(proc, url, time.perf_counter() - start)
+        yield Server(proc, url, time.perf_counter() - start, log)
     finally:
         stop(proc)
         out.close()

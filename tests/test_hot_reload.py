@@ -101,6 +101,8 @@ def test_versions_swap_under_load_without_a_failed_or_mixed_answer(
             assert load.versions_after(changed, time.monotonic()) == {2}, "a broken version 3 took over"
             infos = [requests.get(f"{url}/digits/", timeout=5).json() for _ in range(4)]  # both workers, likely
             ready = requests.get(f"{url}/health/ready", timeout=5)
+            time.sleep(3 * POLL)  # more polls see the same broken version
+            logged = SERVERS[url].log.read_text().count("digits v3 not loaded")
         failed = [r for r in load.records if r[1] != 200]
         mixed = [r for r in load.records if r[1] == 200 and r[3] != (v1[r[4]] if r[2] == 1 else str(9 - int(v1[r[4]])))]
         print(f"{len(load.records)} requests; " + "; ".join(switches)
@@ -112,6 +114,7 @@ def test_versions_swap_under_load_without_a_failed_or_mixed_answer(
             assert any(v["version"] == 3 and v["state"] == "failed" and "not valid JSON" in v["error"]
                        for v in info["versions"])
         assert ready.status_code == 200 and "v3" in ready.json()["failures"]["digits"]
+        assert logged == 2, f"the failure was logged {logged} times, not once per worker"
 
 
 def test_a_new_model_gets_routes_in_every_worker_and_a_removed_one_loses_them(
