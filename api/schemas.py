@@ -102,3 +102,40 @@ health = Model("Health", {
 def add_models(ns: Namespace, *models: Model) -> None:
     for model in models:
         ns.add_model(model.name, model)
+
+
+# TensorFlow Serving's REST shapes (api/tfserving.py), as its documentation writes them.
+class AnyValue(fields.Raw):
+    """Any JSON value (Raw would declare an object): instances are objects or nested lists."""
+
+    __schema_type__ = None
+
+
+tf_error = Model("TFServingError", {"error": fields.String(required=True, example="Servable not found for request: "
+                                                                                 "Latest(half)")})
+tf_request = Model("TFServingRequest", {
+    "signature_name": fields.String(description="Ignored: one signature"),
+    "instances": fields.List(AnyValue, description="predict, row format: a list of {\"b64\": \"<base64 image>\"}, "
+                                        "{\"image\": ...} or preprocessed tensors [height, width, channels]",
+                            example=[{"b64": "iVBORw0KGgo..."}]),
+    "inputs": AnyValue(description="predict, columnar format: the same list, or {\"image\": [...]}"),
+    "examples": fields.List(AnyValue, description="classify: a list of {\"image\": {\"b64\": \"<base64 image>\"}}",
+                           example=[{"image": {"b64": "iVBORw0KGgo..."}}]),
+    "context": fields.Raw(description="classify: features shared by every example"),
+})
+tf_answer = Model("TFServingAnswer", {
+    "predictions": fields.List(fields.List(fields.Float), description="predict, row format: per instance, the score of every label (labels.txt "
+                                          "order)", example=[[0.01, 0.97, 0.02]]),
+    "outputs": fields.List(fields.List(fields.Float), description="predict, columnar format: the same"),
+    "result": fields.List(fields.List(fields.List(AnyValue)), description="classify: per example, [label, score] pairs, best first",
+                         example=[[["7", 0.98], ["1", 0.01]]]),
+})
+tf_status = Model("TFServingStatus", {
+    "model_version_status": fields.List(fields.Raw, required=True, example=[{"version": "1", "state": "AVAILABLE", "status": {
+        "error_code": "OK", "error_message": ""}}]),
+})
+tf_metadata = Model("TFServingMetadata", {
+    "model_spec": fields.Raw(required=True, example={"name": "digits", "signature_name": "", "version": "1"}),
+    "metadata": fields.Raw(required=True, description="signature_def (inputs: image; outputs: scores, classes) "
+                                                      "and labels"),
+})

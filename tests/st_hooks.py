@@ -1,11 +1,14 @@
-"""schemathesis hooks: positive cases upload a real image.
+"""schemathesis hooks: positive cases upload a real image, and address a served model.
 
 Swagger 2.0 can only say `type: file`; that the file must be an image is not expressible, so
 without this every schema-valid case would carry random bytes and be refused with a 400.
+Likewise TF Serving's `/v1/models/<target>` paths put the model name and the verb in one
+parameter: positive cases name `digits` (version 1) and predict one base64 image.
 Negative cases keep whatever schemathesis generated.
 """
 from __future__ import annotations
 
+import base64
 import io
 from typing import Any
 
@@ -28,4 +31,17 @@ def map_case(context: Any, case: Any) -> Any:
     negative = meta is not None and meta.generation.mode.is_negative
     if not negative and isinstance(case.body, dict) and "image" in case.body:
         case.body["image"] = PNG
+    path = case.operation.path
+    if not negative and path.startswith("/v1/models"):
+        params = case.path_parameters or {}
+        if "name" in params:
+            params["name"] = "digits"
+        if "version" in params:
+            params["version"] = 1
+        if "target" in params:
+            base = "1" if "/versions/" in path else "digits"
+            params["target"] = f"{base}:predict" if case.method.upper() == "POST" else base
+        case.path_parameters = params
+        if case.method.upper() == "POST" and isinstance(case.body, dict):
+            case.body = {"instances": [{"b64": base64.b64encode(PNG).decode()}]}
     return case

@@ -38,7 +38,7 @@ def test_schemathesis_finds_nothing(conformance_server: str) -> None:
     summary = run.stdout[-3000:]
     print(summary)
     assert run.returncode == 0 and "No issues found" in run.stdout, summary
-    assert "Selected: 10/10" in run.stdout  # 2 models x (prediction, metadata, each per version) + health
+    assert "Selected: 16/16" in run.stdout  # 2 models x (prediction, metadata, each per version), health, v1
 
 
 def test_405_keeps_the_allow_header_in_json(client) -> None:  # type: ignore[no-untyped-def]

@@ -29,6 +29,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "MAX_CONTENT_LENGTH": (10 * 1024 * 1024, int, "largest accepted request body in bytes (413 above)"),
     "BODY_TIMEOUT": (60.0, float, "seconds a request body may take to arrive in full (408 after)"),
     "MAX_IMAGE_PIXELS": (40_000_000, int, "largest accepted image in pixels, width x height (422 above)"),
+    "MAX_BATCH_IMAGES": (32, int, "most images in one request (TF Serving instances, V2 batch rows, batch uploads)"),
     "DEFAULT_TOP_K": (5, int, "predictions returned when the request gives no top_k"),
     "INFERENCE_LANES": (0, int, "inferences a worker runs in parallel, one interpreter each; 0 = cores / workers"),
     "INTERPRETER_THREADS": (0, int, "LiteRT threads per lane; 0 = cores / workers / lanes"),

@@ -57,8 +57,12 @@ class UnsupportedMediaType(ServiceError):
     status, code = 415, "unsupported_media_type"
 
 
-class VersionNotFound(ServiceError):
-    status, code = 404, "version_not_found"
+class NotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
 
 
 class ImageTooLarge(ServiceError):

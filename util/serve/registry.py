@@ -112,28 +112,64 @@ class ServedModel:
 
     def predict(self, data: bytes, top_k: int | None = None, threshold: Any = None) -> dict[str, Any]:
         """Classify one encoded image; raises util.errors for bad input."""
+        if threshold is not None:
+            self._loaded()
+            threshold = self.threshold(threshold)
+        return self.answer(self.scores(self.prepare(data)[None])[0], top_k, threshold)
+
+    def _loaded(self) -> tuple[Runtime, Plan]:
         if self.runtime is None:
             self.load()
         assert self.runtime is not None and self.plan is not None
-        if threshold is not None:
-            threshold = self.threshold(threshold)
+        return self.runtime, self.plan
+
+    def prepare(self, data: bytes) -> np.ndarray:
+        """One encoded image -> the model's input image (height, width, channels); util.errors if bad."""
+        runtime, plan = self._loaded()
+        started = time.perf_counter()
+        with runtime.incoming():  # a batcher holds a batch open for requests still being decoded
+            x = preprocess(data, plan.image_shape, plan.preprocessing, self.settings["MAX_IMAGE_PIXELS"])
+        metrics.DECODE_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
+        return x
+
+    def check_tensor(self, raw: Any) -> np.ndarray:
+        """An already preprocessed image (height, width[, channels]) as the model's float32 input."""
+        _, plan = self._loaded()
+        try:
+            x = np.asarray(raw, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise InvalidParameter("a tensor must be a nested list of numbers") from None
+        shape = plan.image_shape
+        if x.shape == shape[:2] and shape[2] == 1:
+            x = x[:, :, None]
+        if x.shape != shape:
+            raise InvalidParameter(f"a tensor for model {self.spec.name} must have shape {list(shape)} (height, "
+                                   f"width, channels, already preprocessed), not {list(x.shape)}")
+        if not np.isfinite(x).all():
+            raise InvalidParameter("a tensor must hold finite numbers only")
+        return x
+
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        """Per-label scores (N, labels) for prepared images (N, height, width, channels): one runtime call."""
+        runtime, plan = self._loaded()
         name = self.spec.name
         started = time.perf_counter()
-        with self.runtime.incoming():  # a batcher holds a batch open for requests still being decoded
-            x = preprocess(data, self.plan.image_shape, self.plan.preprocessing, self.settings["MAX_IMAGE_PIXELS"])
-        decoded = time.perf_counter()
-        metrics.DECODE_SECONDS.labels(name).observe(decoded - started)
         try:
-            raw = self.runtime.predict(x[None])
-            metrics.INFERENCE_SECONDS.labels(name).observe(time.perf_counter() - decoded)
+            raw = runtime.predict(batch)
+            metrics.INFERENCE_SECONDS.labels(name).observe(time.perf_counter() - started)
             if self.batching()[0] == 1:  # a batcher records its own batch sizes
-                metrics.BATCH_SIZE.labels(name).observe(1)
+                metrics.BATCH_SIZE.labels(name).observe(len(batch))
         except ServiceError:
             raise
         except Exception as exc:
             log.exception("model %s: inference failed", self.spec.name)
             raise InferenceError(f"inference failed in model {self.spec.name}: {exc}") from None
-        return self.answer(self.plan.outputs.scores(raw)[0], top_k, threshold)
+        return plan.outputs.scores(raw)
+
+    def ranked(self, scores: np.ndarray) -> list[tuple[str, float]]:
+        """(label, score) for one image's scores, best first (ties in label order)."""
+        labels = self.spec.labels
+        return [(labels[i], float(scores[i])) for i in np.argsort(-scores, kind="stable")]
 
     def threshold(self, raw: Any) -> float:
         """A request's threshold, for multi-label models only."""
@@ -151,16 +187,15 @@ class ServedModel:
 
     def answer(self, scores: np.ndarray, top_k: int | None, threshold: float | None) -> dict[str, Any]:
         """The response body for one image's per-label scores."""
-        labels = self.spec.labels
-        k = top_k or min(self.settings["DEFAULT_TOP_K"], len(labels))
-        order = np.argsort(-scores, kind="stable")
-        predictions = [{"label": labels[i], "confidence": float(scores[i])} for i in order[:k]]
+        ranked = self.ranked(scores)
+        k = top_k or min(self.settings["DEFAULT_TOP_K"], len(ranked))
+        predictions = [{"label": label, "confidence": score} for label, score in ranked[:k]]
         body = {**predictions[0], "predictions": predictions, "model": self.spec.name, "version": self.spec.version}
         assert self.plan is not None
         if self.plan.outputs.multilabel:
             cut = self.plan.outputs.threshold if threshold is None else threshold
             body["threshold"] = cut
-            body["positive_labels"] = [labels[i] for i in order if scores[i] >= cut]
+            body["positive_labels"] = [label for label, score in ranked if score >= cut]
         return body
 
     def info(self) -> dict[str, Any]:
