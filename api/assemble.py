@@ -7,7 +7,7 @@ from flask import Flask, Request, current_app, request
 from flask_restx import Api
 from werkzeug.exceptions import HTTPException
 
-from api import auth, health, schemas, tfserving
+from api import auth, health, openinference, schemas, tfserving
 from api.models import make_namespace
 from util.errors import PayloadTooLarge, ServiceError
 from util.serve.registry import Registry
@@ -91,6 +91,7 @@ def create_api(app: Flask, registry: Registry, version: str) -> Api:
 
     api.add_namespace(health.ns)
     api.add_namespace(tfserving.ns)
+    api.add_namespace(openinference.ns)
     for group in registry.groups.values():
         if group.versions:  # a new model that failed to load gets no routes (its error is in /health/ready)
             api.add_namespace(make_namespace(group, auth.SECURITY if keys else None))

@@ -139,3 +139,17 @@ tf_metadata = Model("TFServingMetadata", {
     "metadata": fields.Raw(required=True, description="signature_def (inputs: image; outputs: scores, classes) "
                                                       "and labels"),
 })
+
+# Open Inference Protocol (V2) shapes (api/openinference.py).
+v2_error = Model("V2Error", {"error": fields.String(required=True, example="unknown model: 'half'")})
+v2_request = Model("V2InferenceRequest", {
+    "id": fields.String(description="Echoed in the answer"),
+    "inputs": fields.List(AnyValue, required=True, description="One input: {\"name\": \"image\", \"datatype\": "
+                          "\"BYTES\", \"shape\": [N], \"data\": [\"<base64 image>\", ...]} or {\"name\": "
+                          "\"tensor\", \"datatype\": \"FP32\", \"shape\": [N, H, W, C], \"data\": [...]}; with "
+                          "the binary extension, \"parameters\": {\"binary_data_size\": n} and the data after the "
+                          "JSON (Inference-Header-Content-Length)"),
+    "outputs": fields.List(AnyValue, description="[{\"name\": \"scores\", \"parameters\": {\"classification\": k, "
+                           "\"binary_data\": true}}]"),
+    "parameters": fields.Raw(description="binary_data_output: every output as binary data"),
+})

@@ -3,7 +3,8 @@
 Swagger 2.0 can only say `type: file`; that the file must be an image is not expressible, so
 without this every schema-valid case would carry random bytes and be refused with a 400.
 Likewise TF Serving's `/v1/models/<target>` paths put the model name and the verb in one
-parameter: positive cases name `digits` (version 1) and predict one base64 image.
+parameter: positive cases name `digits` (version 1) and predict one base64 image; V2
+positive cases infer one base64 image the same way.
 Negative cases keep whatever schemathesis generated.
 """
 from __future__ import annotations
@@ -44,4 +45,11 @@ def map_case(context: Any, case: Any) -> Any:
         case.path_parameters = params
         if case.method.upper() == "POST" and isinstance(case.body, dict):
             case.body = {"instances": [{"b64": base64.b64encode(PNG).decode()}]}
+    if not negative and path.startswith("/v2/models"):
+        params = case.path_parameters or {}
+        params.update({k: v for k, v in (("name", "digits"), ("version", "1")) if k in params})
+        case.path_parameters = params
+        if case.method.upper() == "POST" and isinstance(case.body, dict):
+            case.body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                                     "data": [base64.b64encode(PNG).decode()]}]}
     return case

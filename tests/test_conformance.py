@@ -38,7 +38,8 @@ def test_schemathesis_finds_nothing(conformance_server: str) -> None:
     summary = run.stdout[-3000:]
     print(summary)
     assert run.returncode == 0 and "No issues found" in run.stdout, summary
-    assert "Selected: 16/16" in run.stdout  # 2 models x (prediction, metadata, each per version), health, v1
+    # 2 models x (prediction, metadata, each per version), health (2), TF Serving (6), V2 (9)
+    assert "Selected: 25/25" in run.stdout
 
 
 def test_405_keeps_the_allow_header_in_json(client) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,254 @@
+"""The Open Inference Protocol (V2, KServe and Triton's HTTP/REST), translated onto the one
+prediction path, with the classification and binary tensor data extensions.
+
+Inputs: `image` (BYTES, one encoded image per row: raw in binary data, base64 text in JSON) or
+`tensor` (FP32 [N, height, width, channels], already preprocessed). Output: `scores` (FP32
+[N, labels]); with `"parameters": {"classification": k}` on it, the top k of each row as
+`"score:index:label"` strings (BYTES [N, k]).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import struct
+from typing import Any
+
+import numpy as np
+from flask import Response, current_app, g, request
+from flask_restx import Namespace, Resource
+
+from api import schemas
+from util.errors import InvalidParameter, NotFound, ServiceError
+from util.serve.registry import ServedModel
+
+ns = Namespace("open-inference-v2", path="/v2",
+               description="Open Inference Protocol (V2) as KServe and Triton speak it, with the classification "
+                           "and binary tensor data extensions. Errors are `{\"error\": \"...\"}`.")
+schemas.add_models(ns, schemas.v2_error, schemas.v2_request)
+HEADER_LENGTH = "Inference-Header-Content-Length"
+EXTENSIONS = ["classification", "binary_tensor_data"]
+OUTPUT = "scores"
+
+
+class V2Resource(Resource):
+    def dispatch_request(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().dispatch_request(*args, **kwargs)
+        except ServiceError as exc:
+            return {"error": exc.message}, exc.status
+
+
+def served(name: str, version: str | None) -> ServedModel:
+    group = current_app.extensions["registry"].groups.get(name)
+    if group is None or not group.versions:
+        raise NotFound(f"unknown model: '{name}'")
+    if version in (None, ""):
+        model = group.default()
+    elif not str(version).isdigit() or int(version) not in group.versions:
+        raise NotFound(f"unknown version {version!r} of model '{name}'; served: {sorted(group.versions)}")
+    else:
+        model = group.versions[int(version)]
+    g.model, g.version = model.spec.name, model.spec.version  # for the access log
+    return model
+
+
+def model_metadata(model: ServedModel) -> dict:
+    model.load()
+    assert model.plan is not None
+    height, width, channels = model.plan.image_shape
+    group = current_app.extensions["registry"].groups[model.spec.name]
+    return {"name": model.spec.name, "versions": [str(v) for v in group.versions], "platform": "tflite",
+            "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]},
+                       {"name": "tensor", "datatype": "FP32", "shape": [-1, height, width, channels]}],
+            "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, len(model.spec.labels)]}],
+            "parameters": {"labels": list(model.spec.labels), "preprocessing": model.plan.preprocessing.scale}}
+
+
+def read_request() -> tuple[dict, bytes]:
+    """The JSON header and the binary blobs after it (binary tensor data extension)."""
+    raw = request.get_data()
+    length = request.headers.get(HEADER_LENGTH)
+    if length is not None:
+        if not length.isdigit() or int(length) > len(raw):
+            raise InvalidParameter(f"{HEADER_LENGTH} must be the JSON header's length in bytes, at most the body's")
+        head, blobs = raw[:int(length)], raw[int(length):]
+    else:
+        head, blobs = raw, b""
+    try:
+        body = json.loads(head)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidParameter("the inference request header is not valid JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or len(body["inputs"]) != 1:
+        raise InvalidParameter("an inference request has \"inputs\": a list with one input, \"image\" (BYTES) or "
+                               "\"tensor\" (FP32)")
+    return body, blobs
+
+
+def input_rows(model: ServedModel, spec: Any, blobs: bytes) -> np.ndarray:
+    """The prepared batch (N, H, W, C) from the one input tensor."""
+    if not isinstance(spec, dict) or spec.get("name") not in ("image", "tensor"):
+        raise InvalidParameter("the input must be named \"image\" (BYTES) or \"tensor\" (FP32)")
+    shape, datatype = spec.get("shape"), spec.get("datatype")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape) or not shape:
+        raise InvalidParameter("an input's shape is a list of sizes, the batch first")
+    binary = (spec.get("parameters") or {}).get("binary_data_size")
+    if binary is not None and (not isinstance(binary, int) or binary != len(blobs)):
+        raise InvalidParameter("binary_data_size does not match the binary data after the JSON header")
+    limit = current_app.config["MAX_BATCH_IMAGES"]
+    if not 1 <= shape[0] <= limit:
+        raise InvalidParameter(f"a batch holds 1 to {limit} rows (MAX_BATCH_IMAGES), not {shape[0]}")
+    if spec["name"] == "image":
+        if datatype != "BYTES" or len(shape) != 1:
+            raise InvalidParameter("\"image\" is BYTES of shape [N]: one encoded image per row")
+        images = split_bytes(blobs) if binary is not None else [b64_image(v) for v in spec.get("data") or []]
+        if len(images) != shape[0]:
+            raise InvalidParameter(f"shape says {shape[0]} images, the data holds {len(images)}")
+        return np.stack([model.prepare(image) for image in images])
+    if datatype != "FP32":
+        raise InvalidParameter("\"tensor\" is FP32, already preprocessed")
+    try:
+        flat = (np.frombuffer(blobs, dtype="<f4") if binary is not None
+                else np.asarray(spec.get("data"), dtype=np.float32).ravel())
+        rows = flat.reshape(shape)
+    except (ValueError, TypeError):
+        raise InvalidParameter(f"the data does not fill the shape {shape}") from None
+    return np.stack([model.check_tensor(row) for row in rows])
+
+
+def split_bytes(blob: bytes) -> list[bytes]:
+    """BYTES in binary form: each element is a 4-byte little-endian length, then the bytes."""
+    items, offset = [], 0
+    while offset < len(blob):
+        if offset + 4 > len(blob):
+            raise InvalidParameter("truncated BYTES element in the binary data")
+        (size,) = struct.unpack_from("<I", blob, offset)
+        if offset + 4 + size > len(blob):
+            raise InvalidParameter("truncated BYTES element in the binary data")
+        items.append(blob[offset + 4:offset + 4 + size])
+        offset += 4 + size
+    return items
+
+
+def b64_image(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidParameter("in JSON, each \"image\" element is a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidParameter("an \"image\" element is not valid base64") from None
+
+
+def output_tensor(model: ServedModel, scores: np.ndarray, wanted: dict) -> tuple[dict, np.ndarray | list[bytes]]:
+    """(tensor description, its values): scores, or the classification extension's strings."""
+    k = (wanted.get("parameters") or {}).get("classification")
+    if k is None:
+        return {"name": OUTPUT, "datatype": "FP32", "shape": list(scores.shape)}, scores.astype("<f4")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= scores.shape[1]:
+        raise InvalidParameter(f"classification must be from 1 to {scores.shape[1]}")
+    index = {label: i for i, label in enumerate(model.spec.labels)}
+    strings = [f"{score:f}:{index[label]}:{label}".encode() for row in scores
+               for label, score in model.ranked(row)[:k]]
+    return {"name": OUTPUT, "datatype": "BYTES", "shape": [len(scores), k]}, strings
+
+
+def infer(name: str, version: str | None) -> Any:
+    model = served(name, version)
+    body, blobs = read_request()
+    scores = model.scores(input_rows(model, body["inputs"][0], blobs))
+    wanted = body.get("outputs") or [{"name": OUTPUT}]
+    if not isinstance(wanted, list) or any(not isinstance(o, dict) or o.get("name") != OUTPUT for o in wanted):
+        raise InvalidParameter(f"the one output is \"{OUTPUT}\"")
+    all_binary = bool((body.get("parameters") or {}).get("binary_data_output"))
+    answer: dict[str, Any] = {"model_name": model.spec.name, "model_version": str(model.spec.version),
+                              "outputs": []}
+    if "id" in body:
+        answer["id"] = body["id"]
+    tail = b""
+    for output in wanted:
+        tensor, values = output_tensor(model, scores, output)
+        if (output.get("parameters") or {}).get("binary_data", all_binary):
+            data = (values.tobytes() if isinstance(values, np.ndarray)
+                    else b"".join(struct.pack("<I", len(v)) + v for v in values))
+            tensor["parameters"] = {"binary_data_size": len(data)}
+            tail += data
+        else:
+            tensor["data"] = (values.ravel().tolist() if isinstance(values, np.ndarray)
+                              else [v.decode() for v in values])
+        answer["outputs"].append(tensor)
+    if not tail:
+        return answer
+    head = json.dumps(answer).encode()
+    return Response(head + tail, content_type="application/octet-stream", headers={HEADER_LENGTH: str(len(head))})
+
+
+@ns.route("")
+class V2Server(V2Resource):
+    @ns.response(200, "name, version, extensions")
+    def get(self) -> dict:
+        """Server metadata: name, version, extensions."""
+        from application import __version__
+        return {"name": "keras-serve", "version": __version__, "extensions": EXTENSIONS}
+
+
+@ns.route("/health/live")
+class V2Live(V2Resource):
+    @ns.response(200, "The process is up")
+    def get(self) -> dict:
+        """200 while the process is up."""
+        return {}
+
+
+@ns.route("/health/ready")
+class V2Ready(V2Resource):
+    @ns.response(200, "Every model serves a loaded version")
+    @ns.response(503, "A model has no serving version", schemas.v2_error)
+    def get(self) -> Any:
+        """200 when every model serves a loaded version."""
+        registry = current_app.extensions["registry"]
+        return ({}, 200) if registry.ready else ({"error": "not every model is loaded"}, 503)
+
+
+@ns.route("/models/<string:name>")
+@ns.response(404, "Unknown model or version", schemas.v2_error)
+class V2Model(V2Resource):
+    @ns.response(200, "Versions, inputs, outputs, labels")
+    def get(self, name: str, version: str | None = None) -> dict:
+        """Model metadata: versions, inputs (image BYTES or tensor FP32), output scores, labels."""
+        return model_metadata(served(name, version))
+
+
+@ns.route("/models/<string:name>/versions/<string:version>")
+class V2ModelVersion(V2Model):
+    """The same for one version."""
+
+
+@ns.route("/models/<string:name>/ready")
+@ns.response(404, "Unknown model or version", schemas.v2_error)
+class V2ModelReady(V2Resource):
+    @ns.response(200, "The model (version) is loaded")
+    @ns.response(503, "The model is loading", schemas.v2_error)
+    def get(self, name: str, version: str | None = None) -> Any:
+        """200 when this model (version) is loaded."""
+        return ({}, 200) if served(name, version).ready else ({"error": f"model {name} is loading"}, 503)
+
+
+@ns.route("/models/<string:name>/versions/<string:version>/ready")
+class V2ModelVersionReady(V2ModelReady):
+    """The same for one version."""
+
+
+@ns.route("/models/<string:name>/infer")
+@ns.response(400, "Bad inputs or outputs", schemas.v2_error)
+@ns.response(404, "Unknown model or version", schemas.v2_error)
+class V2Infer(V2Resource):
+    @ns.expect(schemas.v2_request)
+    @ns.response(200, "model_name, model_version, outputs (JSON, or a JSON header and binary data)")
+    def post(self, name: str, version: str | None = None) -> Any:
+        """Inference: `image` BYTES or `tensor` FP32 in; `scores` (or its classification) out, JSON or binary."""
+        return infer(name, version)
+
+
+@ns.route("/models/<string:name>/versions/<string:version>/infer")
+class V2InferVersion(V2Infer):
+    """The same for one version."""
