@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from flask import g, request
+from flask import current_app, g, request
 from flask_restx import Namespace, Resource, reqparse
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest
@@ -37,11 +37,17 @@ class Bounded:
         return value
 
 
-def make_parser(labels: int, multilabel: bool) -> reqparse.RequestParser:
-    """The one parser that both reads and documents a prediction request for a model with `labels` labels."""
+def make_parser(labels: int, multilabel: bool, batch: bool = False) -> reqparse.RequestParser:
+    """The one parser that both reads and documents a prediction request for a model with `labels` labels
+    (`batch`: several `images` files)."""
     parser = reqparse.RequestParser()
-    parser.add_argument("image", location="files", type=FileStorage, required=True,
-                        help="The image: PNG, JPEG, GIF, WebP, BMP or TIFF")
+    if batch:
+        parser.add_argument("images", location="files", type=FileStorage, required=True, action="append",
+                            help="The images (repeat the field, up to MAX_BATCH_IMAGES): PNG, JPEG, GIF, WebP, "
+                                 "BMP or TIFF")
+    else:
+        parser.add_argument("image", location="files", type=FileStorage, required=True,
+                            help="The image: PNG, JPEG, GIF, WebP, BMP or TIFF")
     parser.add_argument("top_k", location=("form", "args"), type=Bounded("top_k", int, 1, labels), required=False,
                         help=f"How many labels to return, best first (default 5, at most {labels})")
     if multilabel:  # declared for multi-label models only, so the spec never offers what would be refused
@@ -62,19 +68,24 @@ def parse(parser: reqparse.RequestParser) -> dict[str, Any]:
     except ValueError as exc:  # StrictRequest: the multipart body itself is broken
         raise MalformedRequest(f"the multipart/form-data body cannot be parsed ({exc}); send it with a boundary, "
                                "complete, with UTF-8 field names and file names") from None
-    if files.get("image") is None:
-        hint = " (it arrived as a text field: send it as a file)" if "image" in form else ""
-        raise MissingImage(f"the multipart field 'image' with the image file is missing{hint}")
+    field = parser.args[0].name  # image, or images for a batch
+    if files.get(field) is None:
+        hint = " (it arrived as a text field: send it as a file)" if field in form else ""
+        raise MissingImage(f"the multipart field '{field}' with the image file is missing{hint}")
     known = {arg.name for arg in parser.args} | {"threshold"}  # predict explains a misplaced threshold
     # A part whose Content-Disposition has no readable name arrives under the name None.
-    unknown = sorted({name or "" for name in (*form, *files)} - known)
+    unknown = sorted({name or "" for name in (*form, *files, *request.args)} - known)
     if unknown:
         shown = ", ".join(repr(name[:40]) if name else "(a part with no name)" for name in unknown[:5])
-        raise InvalidParameter(f"unknown form field(s) {shown}; this route takes "
+        raise InvalidParameter(f"unknown form field(s) or query parameter(s) {shown}; this route takes "
                                f"{', '.join(arg.name for arg in parser.args)}")
-    if len(files.getlist("image")) > 1:
-        raise InvalidParameter(f"send one image per request; got {len(files.getlist('image'))} 'image' files")
-    repeated = [arg.name for arg in parser.args if len(request.values.getlist(arg.name)) > 1]
+    if field == "image" and len(files.getlist("image")) > 1:
+        raise InvalidParameter(f"send one image per request; got {len(files.getlist('image'))} 'image' files "
+                               "(POST .../predictions takes several 'images')")
+    if field == "images" and len(files.getlist("images")) > current_app.config["MAX_BATCH_IMAGES"]:
+        raise InvalidParameter(f"{len(files.getlist('images'))} images; at most "
+                               f"{current_app.config['MAX_BATCH_IMAGES']} per request (MAX_BATCH_IMAGES)")
+    repeated = [arg.name for arg in parser.args if arg.name != "images" and len(request.values.getlist(arg.name)) > 1]
     if repeated:
         raise InvalidParameter(f"{repeated[0]} is given more than once (form and query together count)")
     try:
@@ -89,11 +100,12 @@ def parse(parser: reqparse.RequestParser) -> dict[str, Any]:
 _parsers: WeakKeyDictionary = WeakKeyDictionary()  # ServedModel -> its parser (versions may differ in labels)
 
 
-def parser_for(served: ServedModel) -> reqparse.RequestParser:
-    parser = _parsers.get(served)
-    if parser is None:
-        parser = _parsers[served] = make_parser(len(served.spec.labels), served.multilabel_hint())
-    return parser
+def parser_for(served: ServedModel, batch: bool = False) -> reqparse.RequestParser:
+    parsers = _parsers.get(served)
+    if parsers is None:
+        labels, multilabel = len(served.spec.labels), served.multilabel_hint()
+        parsers = _parsers[served] = (make_parser(labels, multilabel), make_parser(labels, multilabel, batch=True))
+    return parsers[batch]
 
 
 class ModelResource(Resource):
@@ -117,6 +129,17 @@ class ModelResource(Resource):
         return served.predict(args["image"].read(), args.get("top_k"), threshold)
 
 
+    def predict_many(self, version: int | None) -> dict:
+        served = self.served(version)
+        args = parse(parser_for(served, batch=True))
+        threshold = args["threshold"] if "threshold" in args else request.values.get("threshold")
+        files = args["images"]
+        answers = served.predict_many([f.read() for f in files], args.get("top_k"), threshold)
+        results = [{"filename": f.filename, **(a if isinstance(a, dict) else {**a.to_dict(), "status": a.status})}
+                   for f, a in zip(files, answers)]
+        return {"results": results, "model": served.spec.name, "version": served.spec.version}
+
+
 @doc.response(503, "Model not loaded", schemas.error)
 @doc.response(500, "Inference failed, or an unexpected error (logged with its traceback)", schemas.error)
 @doc.response(422, "Image larger than MAX_IMAGE_PIXELS", schemas.error)
@@ -137,6 +160,26 @@ class VersionPrediction(Prediction):
     def post(self, version: int) -> dict:  # type: ignore[override]
         """Classify an uploaded image (multipart field `image`) with one version."""
         return self.predict(version)
+
+
+@doc.response(503, "Model not loaded", schemas.error)
+@doc.response(415, "Not multipart/form-data", schemas.error)
+@doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.error)
+@doc.response(400, "No `images` file, more than MAX_BATCH_IMAGES, or a bad `top_k`", schemas.error)
+class Predictions(ModelResource):
+    @doc.response(200, "One result per image in upload order: a prediction or that image's own error",
+                  schemas.batch_prediction)
+    def post(self) -> dict:
+        """Classify several uploaded images (repeat the multipart field `images`) in one batch."""
+        return self.predict_many(None)
+
+
+@doc.response(404, "This version is not served (the answer lists those that are)", schemas.error)
+class VersionPredictions(Predictions):
+    @doc.response(200, "As for the default version", schemas.batch_prediction)
+    def post(self, version: int) -> dict:  # type: ignore[override]
+        """Classify several uploaded images with one version."""
+        return self.predict_many(version)
 
 
 class Metadata(ModelResource):
@@ -163,13 +206,22 @@ def make_namespace(group: ModelGroup, security: list[str] | None = None) -> Name
     about = f"{spec.title} (v{spec.version})" + (f": {spec.description}" if spec.description else "")
     ns = Namespace(spec.name, description=about, path=f"/{spec.name}")
     schemas.add_models(ns, schemas.error, schemas.label_score, schemas.prediction, schemas.preprocessing,
-                       schemas.serving, schemas.version_state, schemas.model_info)
+                       schemas.serving, schemas.version_state, schemas.model_info,
+                       schemas.batch_prediction)
     parser = parser_for(served)
     # Resources are shared, so operation ids (unique in Swagger 2.0) and the parser are set per model.
     secured = {"security": security} if security else {}
     kwargs = {"group": group}
     ns.add_resource(Prediction, "/prediction", resource_class_kwargs=kwargs,
                     route_doc={"post": {"id": f"predict_{spec.name}", "expect": [parser], **secured}})
+    # Swagger 2.0 has no array of files: the spec shows one `images` file field (send it repeatedly).
+    batch = parser_for(served, batch=True).copy()
+    batch.replace_argument("images", location="files", type=FileStorage, required=True,
+                           help="An image; repeat the field for more (up to MAX_BATCH_IMAGES)")
+    ns.add_resource(Predictions, "/predictions", resource_class_kwargs=kwargs,
+                    route_doc={"post": {"id": f"predict_many_{spec.name}", "expect": [batch], **secured}})
+    ns.add_resource(VersionPredictions, "/versions/<int:version>/predictions", resource_class_kwargs=kwargs,
+                    route_doc={"post": {"id": f"predict_many_{spec.name}_version", "expect": [batch], **secured}})
     ns.add_resource(Metadata, "/", resource_class_kwargs=kwargs,
                     route_doc={"get": {"id": f"describe_{spec.name}", **secured}})
     ns.add_resource(VersionPrediction, "/versions/<int:version>/prediction", resource_class_kwargs=kwargs,

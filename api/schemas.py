@@ -153,3 +153,12 @@ v2_request = Model("V2InferenceRequest", {
                            "\"binary_data\": true}}]"),
     "parameters": fields.Raw(description="binary_data_output: every output as binary data"),
 })
+
+batch_prediction = Model("BatchPrediction", {
+    "results": fields.List(AnyValue, required=True, description="Per image, in upload order: its `filename` and "
+                           "either the fields of a Prediction or its own error (`error`, `message`, `status`)",
+                           example=[{"filename": "a.png", "label": "7", "confidence": 0.99, "predictions": []},
+                                    {"filename": "b.txt", "error": "invalid_image", "message": "...", "status": 400}]),
+    "model": fields.String(required=True, example="digits"),
+    "version": fields.Integer(required=True, example=1),
+})

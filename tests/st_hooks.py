@@ -30,8 +30,9 @@ PNG = _png()
 def map_case(context: Any, case: Any) -> Any:
     meta = getattr(case, "_meta", None)
     negative = meta is not None and meta.generation.mode.is_negative
-    if not negative and isinstance(case.body, dict) and "image" in case.body:
-        case.body["image"] = PNG
+    for field in ("image", "images"):
+        if not negative and isinstance(case.body, dict) and field in case.body:
+            case.body[field] = PNG
     path = case.operation.path
     if not negative and path.startswith("/v1/models"):
         params = case.path_parameters or {}

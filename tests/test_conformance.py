@@ -38,8 +38,8 @@ def test_schemathesis_finds_nothing(conformance_server: str) -> None:
     summary = run.stdout[-3000:]
     print(summary)
     assert run.returncode == 0 and "No issues found" in run.stdout, summary
-    # 2 models x (prediction, metadata, each per version), health (2), TF Serving (6), V2 (9)
-    assert "Selected: 25/25" in run.stdout
+    # 2 models x (prediction, batch prediction, metadata, each per version), health (2), TF Serving (6), V2 (9)
+    assert "Selected: 29/29" in run.stdout
 
 
 def test_405_keeps_the_allow_header_in_json(client) -> None:  # type: ignore[no-untyped-def]
@@ -51,7 +51,7 @@ def test_405_keeps_the_allow_header_in_json(client) -> None:  # type: ignore[no-
 
 
 @pytest.mark.parametrize("form, message", [
-    ({"top_k": "1", "colour": "red"}, "unknown form field(s) 'colour'"),
+    ({"top_k": "1", "colour": "red"}, "unknown form field(s) or query parameter(s) 'colour'"),
     ({"top_k": "0"}, "top_k must be from 1 to 3"),
     ({"top_k": "1.5"}, "top_k must be an integer"),
     ({"threshold": "0.5"}, "threshold applies to multi-label models only"),

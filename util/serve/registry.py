@@ -117,6 +117,22 @@ class ServedModel:
             threshold = self.threshold(threshold)
         return self.answer(self.scores(self.prepare(data)[None])[0], top_k, threshold)
 
+    def predict_many(self, images: list[bytes], top_k: int | None = None,
+                     threshold: Any = None) -> list[dict[str, Any] | ServiceError]:
+        """Classify several encoded images in one runtime batch; a bad image gets its own error."""
+        if threshold is not None:
+            self._loaded()
+            threshold = self.threshold(threshold)
+        prepared, failed = [], {}
+        for i, data in enumerate(images):
+            try:
+                prepared.append((i, self.prepare(data)))
+            except ServiceError as exc:
+                failed[i] = exc
+        rows = self.scores(np.stack([x for _, x in prepared])) if prepared else []
+        answers = {i: self.answer(row, top_k, threshold) for (i, _), row in zip(prepared, rows)}
+        return [answers[i] if i in answers else failed[i] for i in range(len(images))]
+
     def _loaded(self) -> tuple[Runtime, Plan]:
         if self.runtime is None:
             self.load()
