@@ -3,7 +3,6 @@ broken while requests flow; every answer must be consistent with the version it 
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -13,6 +12,7 @@ import pytest
 import requests
 
 from bench.servers import RssSampler
+from tests.clients import Clients
 from tests.conftest import SERVERS
 from tests.test_versions import DIGITS, add_version
 
@@ -27,35 +27,24 @@ def digit_pngs(count: int = 10) -> list[bytes]:
     return [to_png(render(x)) for x in x_test[:count]]
 
 
-class Load:
+class Load(Clients):
     """16 threads posting digits back to back; records (sent, status, version, label, image index)."""
 
     def __init__(self, url: str, images: list[bytes], clients: int = 16) -> None:
-        self.url, self.images, self.stop = f"{url}/digits/prediction", images, threading.Event()
-        self.records: list[tuple[float, int, int | None, str | None, int]] = []
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)]
+        self.images = images
+        super().__init__(url, clients)
 
-    def _run(self, offset: int) -> None:
-        session, i = requests.Session(), offset
+    def run(self, index: int) -> None:
+        session, i = requests.Session(), index
         while not self.stop.is_set():
-            index, sent = i % len(self.images), time.monotonic()
+            image, sent = i % len(self.images), time.monotonic()
             try:
-                answer = session.post(self.url, files={"image": ("d.png", self.images[index])}, timeout=30)
+                answer = session.post(self.url, files={"image": ("d.png", self.images[image])}, timeout=30)
                 body = answer.json() if answer.status_code == 200 else {}
-                self.records.append((sent, answer.status_code, body.get("version"), body.get("label"), index))
+                self.records.append((sent, answer.status_code, body.get("version"), body.get("label"), image))
             except requests.RequestException as exc:
-                self.records.append((sent, 0, None, type(exc).__name__, index))
+                self.records.append((sent, 0, None, type(exc).__name__, image))
             i += 1
-
-    def __enter__(self) -> "Load":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=35)
 
     def versions_after(self, start: float, end: float) -> set[int | None]:
         return {r[2] for r in self.records if start <= r[0] < end}

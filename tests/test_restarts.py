@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ import requests
 from PIL import Image
 
 from tests import builders
+from tests.clients import Clients
 from tests.conftest import SERVERS
 
 pytestmark = pytest.mark.slow
@@ -25,15 +25,11 @@ GRACEFUL_TIMEOUT = 20  # gunicorn.conf.py
 PHOTO = builders.encode(Image.fromarray(np.random.default_rng(0).integers(0, 256, (700, 700, 3), np.uint8)))
 
 
-class Load:
-    """`clients` threads, each with a keep-alive session, posting until stopped; every outcome recorded."""
+class Load(Clients):
+    """`clients` threads, each with a keep-alive session, posting until stopped; every outcome recorded
+    as (sent, done, "200" / "503" / error class)."""
 
-    def __init__(self, url: str, clients: int = 16) -> None:
-        self.url, self.stop = f"{url}/digits/prediction", threading.Event()
-        self.records: list[tuple[float, float, str]] = []  # (sent, done, "200" / "503" / error class)
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-
-    def _run(self) -> None:
+    def run(self, index: int) -> None:
         session = requests.Session()
         while not self.stop.is_set():
             sent = time.monotonic()
@@ -43,16 +39,6 @@ class Load:
                 outcome = type(exc).__name__
                 time.sleep(0.05)  # the server is going away: do not spin
             self.records.append((sent, time.monotonic(), outcome))
-
-    def __enter__(self) -> "Load":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=35)
 
 
 def master_pid(url: str) -> int:
