@@ -13,9 +13,10 @@ $(VENV)/.serve-installed: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-dev.txt
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@ $(VENV)/.serve-installed
 
 # The Procfile's own web command, bound to HOST:PORT (Swagger UI at http://127.0.0.1:5000/).
