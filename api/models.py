@@ -135,6 +135,8 @@ class ModelResource(Resource):
         threshold = args["threshold"] if "threshold" in args else request.values.get("threshold")
         files = args["images"]
         answers = served.predict_many([f.read() for f in files], args.get("top_k"), threshold)
+        if not any(isinstance(a, dict) for a in answers):
+            raise answers[0]  # not one image could be read: the request fails, with the first one's reason
         results = [{"filename": f.filename, **(a if isinstance(a, dict) else {**a.to_dict(), "status": a.status})}
                    for f, a in zip(files, answers)]
         return {"results": results, "model": served.spec.name, "version": served.spec.version}
@@ -165,7 +167,9 @@ class VersionPrediction(Prediction):
 @doc.response(503, "Model not loaded", schemas.error)
 @doc.response(415, "Not multipart/form-data", schemas.error)
 @doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.error)
-@doc.response(400, "No `images` file, more than MAX_BATCH_IMAGES, or a bad `top_k`", schemas.error)
+@doc.response(422, "No image is readable and the first is larger than MAX_IMAGE_PIXELS", schemas.error)
+@doc.response(400, "No `images` file, more than MAX_BATCH_IMAGES, a bad `top_k`, or no readable image (the first "
+              "one's reason)", schemas.error)
 class Predictions(ModelResource):
     @doc.response(200, "One result per image in upload order: a prediction or that image's own error",
                   schemas.batch_prediction)

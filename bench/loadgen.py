@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import time
 import uuid
@@ -16,15 +17,33 @@ from urllib.parse import urlsplit
 BOUNDARY = "bench" + uuid.uuid4().hex
 
 
-def multipart(image: bytes, filename: str) -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
+def multipart(image: bytes, filename: str, field: str = "image") -> bytes:
+    return part(image, filename, field) + f"--{BOUNDARY}--\r\n".encode()
 
 
-def request(host: str, path: str, body: bytes) -> bytes:
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+def part(image: bytes, filename: str, field: str) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + image + b"\r\n"
+
+
+def request(host: str, path: str, body: bytes, content_type: str = f"multipart/form-data; boundary={BOUNDARY}") -> bytes:
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n")
     return head.encode() + body
+
+
+def bodies(host: str, path: str, images: list[Path], kind: str) -> list[bytes]:
+    """Pre-encoded requests: `native` (one `image`), `batch4` (four `images`), `v2` (Open Inference JSON)."""
+    data = [(p.read_bytes(), p.name) for p in images]
+    if kind == "batch4":
+        groups = [[data[(i + j) % len(data)] for j in range(4)] for i in range(len(data))]
+        return [request(host, path, b"".join(part(d, n, "images") for d, n in g) + f"--{BOUNDARY}--\r\n".encode())
+                for g in groups]
+    if kind == "v2":
+        return [request(host, path, json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                                                            "data": [base64.b64encode(d).decode()]}]}).encode(),
+                        "application/json") for d, _ in data]
+    return [request(host, path, multipart(d, n)) for d, n in data]
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
@@ -67,9 +86,10 @@ async def connection(host: str, port: int, payloads: list[bytes], offset: int, s
         writer.close()
 
 
-async def run(url: str, images: list[Path], concurrency: int, duration: float, warmup: float) -> dict:
+async def run(url: str, images: list[Path], concurrency: int, duration: float, warmup: float,
+              kind: str = "native") -> dict:
     parts = urlsplit(url)
-    payloads = [request(parts.netloc, parts.path, multipart(p.read_bytes(), p.name)) for p in images]
+    payloads = bodies(parts.netloc, parts.path, images, kind)
     latencies: list[float] = []
     errors: list[int] = []
     begin, cpu_begin = time.perf_counter(), time.process_time()
@@ -94,8 +114,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--body", choices=("native", "batch4", "v2"), default="native",
+                        help="one image per multipart request, four `images` per request, or V2 JSON")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.url, args.images, args.concurrency, args.duration, args.warmup))))
+    print(json.dumps(asyncio.run(run(args.url, args.images, args.concurrency, args.duration, args.warmup, args.body))))
 
 
 if __name__ == "__main__":

@@ -104,6 +104,27 @@ def int8_section(q: dict | None) -> list[str]:
             "measure speed only. With the default 0.99 the server would have served float32.", ""]
 
 
+def protocols_section(rows: dict | None, when: str | None) -> list[str]:
+    """Other routes to the same path: requests/s and images/s against the one-image native route (first row)."""
+    if not rows:
+        return []
+    lines = ["## (g) other routes to the same prediction path (MobileNetV2, 224x224 JPEG)", ""]
+    if when:
+        lines += [f"This section was run again on its own at {when}.", ""]
+    native = next(iter(rows.values()))["runs"]
+    lines += ["| route | concurrency | req/s | images/s | images/s against one image per request | p50 ms |",
+              "|---|---|---|---|---|---|"]
+    for label, entry in rows.items():
+        for r in entry["runs"]:
+            images = r["throughput"] * entry["images_per_request"]
+            base = next((n["throughput"] for n in native if n["concurrency"] == r["concurrency"]), None)
+            lines.append(f"| {label} | {r['concurrency']} | {r['throughput']:.1f} | {images:.1f} | "
+                         f"{images / base:.2f} | {r['p50_ms']:.1f} |" if base else
+                         f"| {label} | {r['concurrency']} | {r['throughput']:.1f} | {images:.1f} | - | "
+                         f"{r['p50_ms']:.1f} |")
+    return lines + [""]
+
+
 def peers_section(peers: dict | None) -> list[str]:
     if not peers:
         return []
@@ -173,6 +194,7 @@ def render(results: dict, variants: dict) -> str:
         if "naive" in entry:
             lines += ["### (c) naive baseline: flask-restx + Keras `model(x)` per request", ""]
             lines += load_table("naive", entry["naive"])
+    lines += protocols_section(results.get("protocols"), results.get("protocols_at"))
     lines += peers_section(results.get("peers"))
     lines += ["## (d) HTTP floor: flask-restx, same upload, constant JSON", ""] + load_table("floor", results["floor"])
     lines += fronts(results.get("fronts") or {}, results.get("fronts_at"))

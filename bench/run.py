@@ -64,23 +64,24 @@ def limit(model_dir: Path, images: list[Path], cfg: dict) -> dict:
     return {"rows": rows, "best": max(rows, key=lambda r: r["images_per_s"]), "single_image_ms": single}
 
 
-def load(url: str, images: list[Path], concurrency: int, cfg: dict) -> dict:
+def load(url: str, images: list[Path], concurrency: int, cfg: dict, body: str = "native") -> dict:
     command = [sys.executable, "-m", "bench.loadgen", url, *map(str, images), "--concurrency", str(concurrency),
-               "--duration", str(cfg["duration"]), "--warmup", str(cfg["warmup"])]
+               "--duration", str(cfg["duration"]), "--warmup", str(cfg["warmup"]), "--body", body]
     return json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
 
 
 def drive(env: dict[str, str], route: str, images: list[Path], levels: tuple[int, ...], cfg: dict,
-          app: str | None = None, command: list[str] | None = None, ready: str = "/health/ready") -> dict:
+          app: str | None = None, command: list[str] | None = None, ready: str = "/health/ready",
+          body: str = "native") -> dict:
     """Start a server, run the load at each concurrency, record RSS peaks and start-up time."""
     with serve(env, app, command=command, ready=ready) as server:
         runs = []
         for concurrency in levels:
             with server.rss() as rss:
-                result = load(server.url + route, images, concurrency, cfg)
+                result = load(server.url + route, images, concurrency, cfg, body)
             runs.append({**result, "peak_rss_mb": rss.peak})
         plan = None
-        if command is None:
+        if command is None and body == "native":
             about = requests.get(server.url + route.rsplit("/", 1)[0] + "/", timeout=10)
             plan = about.json().get("inference") if about.status_code == 200 else None
     return {"startup_s": server.startup_s, "runs": runs, "inference": plan}
@@ -97,6 +98,22 @@ def run_peers(model_dir: Path, images: list[Path], cfg: dict, python: Path | Non
         peers[name] = drive({"PEER_MODEL_DIR": str(model_dir), "BENTOML_DO_NOT_TRACK": "True"}, "/prediction",
                             images, cfg["concurrency"], cfg, command=argv, ready=ready)
     return peers
+
+
+# Other routes to the same model and prediction path: route, loadgen body, images per request.
+PROTOCOLS = {"native, 1 image per request (POST /mobilenet/prediction)": ("/mobilenet/prediction", "native", 1),
+             "Open Inference V2 infer (JSON, base64 image)": ("/v2/models/mobilenet/infer", "v2", 1),
+             "native, 4 images per request (POST /mobilenet/predictions)": ("/mobilenet/predictions", "batch4", 4)}
+
+
+def run_protocols(models: Path, photos: list[Path], cfg: dict) -> dict:
+    """Each route of PROTOCOLS under load, in one run (the first, the native route, is the reference)."""
+    rows = {}
+    for label, (route, body, per_request) in PROTOCOLS.items():
+        print(f"[bench] route: {label}", flush=True)
+        rows[label] = {**drive({"MODELS_DIR": str(models)}, route, photos, cfg["variant_concurrency"], cfg,
+                               body=body), "images_per_request": per_request}
+    return rows
 
 
 def build_models(work: Path, cfg: dict) -> tuple[Path, Path, dict]:
@@ -132,6 +149,7 @@ def speed(work: Path, cfg: dict, args: argparse.Namespace) -> dict:
             entry["naive"] = drive({"MODELS_DIR": str(models_dir)}, route, images, cfg["concurrency"], cfg,
                                    app="bench.naive_server:app")
         results["sets"][name] = entry
+    results["protocols"] = run_protocols(work / "models", photos, cfg)
     results["peers"] = run_peers(fp32, photos, cfg, args.peers_python)
     print("[bench] HTTP floor", flush=True)
     results["floor"] = drive({}, "/floor/prediction", sets["digits, PNG"][3], cfg["concurrency"], cfg,
@@ -178,6 +196,10 @@ def only(args: argparse.Namespace, cfg: dict) -> None:
         work = Path(tmp)
         if args.only == "speed":
             results.update(speed(work, cfg, args), speed_at=when)
+        elif args.only == "protocols":
+            build_models(work, cfg)
+            photos = assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])
+            results.update(protocols=run_protocols(work / "models", photos, cfg), protocols_at=when)
         else:
             build_models(work, cfg)
             photos = assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])
@@ -202,7 +224,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny model and durations, to check the bench runs")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--skip-naive", action="store_true", help="skip the (slow, TensorFlow) naive baseline")
-    parser.add_argument("--only", choices=("speed", "soak", "fronts"),
+    parser.add_argument("--only", choices=("speed", "protocols", "soak", "fronts"),
                         help="run one section again, into the existing results")
     parser.add_argument("--peers-python", type=Path, default=ROOT / ".venv-peers" / "bin" / "python",
                         help="python of the venv with bench/peers/requirements.txt (LitServe, BentoML)")

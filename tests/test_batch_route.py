@@ -44,3 +44,9 @@ def test_limits_and_missing_images(app, client) -> None:  # type: ignore[no-unty
     assert answer.status_code == 400 and answer.get_json()["error"] == "missing_image"
     answer = client.post("/colors/versions/1/predictions", data={"images": files(many[0])})
     assert answer.status_code == 200 and answer.get_json()["version"] == 1
+
+
+def test_when_no_image_is_readable_the_request_fails_with_the_first_reason(client) -> None:  # type: ignore[no-untyped-def]
+    answer = client.post("/colors/predictions", data={"images": files((b"%PDF-1.4", "a.pdf"), (b"", "b.png"))})
+    assert answer.status_code == 400 and answer.get_json()["error"] == "invalid_image"
+    assert "not a readable image" in answer.get_json()["message"]
