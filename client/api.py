@@ -107,25 +107,45 @@ class PredictionClient:
                 top_k: int | None = None) -> Prediction:
         """Upload `data` as the multipart field `image`; the Prediction, or APIError / APIUnavailable."""
         name = filename.rsplit("/", 1)[-1] or "image"
-        files = {"image": (name, data, content_type or guess_content_type(name, data))}
+        files = [("image", (name, data, content_type or guess_content_type(name, data)))]
+        return self._result(self._post(self.url, files, top_k))
+
+    def predict_many(self, images: list[tuple[bytes, str]], top_k: int | None = None) -> list[Prediction | APIError]:
+        """Upload several (data, filename) as `images` in one request (POST /<model>/predictions): per
+        image its Prediction or its own APIError; the request itself raises APIError / APIUnavailable."""
+        url = f"{self.base_url}/{self.model}/predictions"
+        files = [("images", (name.rsplit("/", 1)[-1] or "image", data, guess_content_type(name, data)))
+                 for data, name in images]
+        response = self._post(url, files, top_k)
+        if response.status_code >= 400:
+            raise APIError(response.status_code, _message(response), _json(response).get("error"), url)
+        results = _json(response).get("results")
+        if not isinstance(results, list) or len(results) != len(images):
+            raise APIError(response.status_code, f"unexpected response body: {response.text[:200]!r}",
+                           "bad_response", url)
+        return [APIError(int(r.get("status", 400)), str(r.get("message")), r.get("error"), url) if "error" in r
+                else Prediction.from_json(r) for r in results]
+
+    def _post(self, url: str, files: list[tuple[str, Any]], top_k: int | None) -> requests.Response:
+        """POST with retries on connection errors, timeouts and 429/502/503/504."""
         form = {"top_k": str(top_k)} if top_k is not None else None
         for attempt in range(self.retries + 1):
             response = None
             try:
-                response = self._session().post(self.url, files=files, data=form, headers=self._headers,
+                response = self._session().post(url, files=files, data=form, headers=self._headers,
                                                 timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as error:
                 cause = f"{type(error).__name__}: {error}"
             else:
                 if response.status_code not in RETRY_STATUSES:
-                    return self._result(response)
+                    return response
                 cause = f"HTTP {response.status_code}: {_message(response)}"
             if attempt < self.retries:
                 delay = self._delay(attempt, response)
                 LOG.warning("attempt %d/%d for %s failed (%s); retrying in %.2fs",
-                            attempt + 1, self.retries + 1, self.url, cause, delay)
+                            attempt + 1, self.retries + 1, url, cause, delay)
                 time.sleep(delay)
-        raise APIUnavailable(self.url, self.retries + 1, cause)
+        raise APIUnavailable(url, self.retries + 1, cause)
 
     def _result(self, response: requests.Response) -> Prediction:
         if response.status_code >= 400:

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     many = commands.add_parser("predict-prefix", parents=[common], help="classify every image under a prefix")
     many.add_argument("prefix", metavar="s3://bucket/prefix/")
     many.add_argument("--concurrency", type=int, default=4, help="parallel requests (default %(default)s)")
+    # 8 images per request: 1.35x the images/s of one per request (4 images: 1.28x), bench/client_batches.py
+    many.add_argument("--batch-size", type=int, default=8,
+                      help="images per request (POST /<model>/predictions when above 1; default %(default)s)")
     many.add_argument("--output", type=Path, default=Path("results.jsonl"),
                       help="JSON lines file; keys already in it are skipped (default %(default)s)")
     many.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -111,7 +114,28 @@ def classify(api: PredictionClient, s3: Any, bucket: str, key: str, top_k: int |
         return {"key": key, "error": error_text(error), "error_type": type(error).__name__}
 
 
-def run_bounded(pool: ThreadPoolExecutor, fn: Any, items: Iterable[str], window: int) -> Iterable[Any]:
+def classify_batch(api: PredictionClient, s3: Any, bucket: str, keys: list[str],
+                   top_k: int | None) -> list[dict[str, Any]]:
+    """`keys` read from S3 and classified in one request; a key that fails gets its own error record."""
+    records: dict[str, dict[str, Any]] = {}
+    readable = []
+    for key in keys:
+        try:
+            readable.append((read_object(s3, bucket, key), key))
+        except Exception as error:  # noqa: BLE001 - recorded per key, like classify
+            records[key] = {"key": key, "error": error_text(error), "error_type": type(error).__name__}
+    try:
+        answers: list[Any] = api.predict_many(readable, top_k=top_k) if readable else []
+    except Exception as error:  # noqa: BLE001 - the whole request failed: every key in it records why
+        answers = [error] * len(readable)
+    for (_, key), answer in zip(readable, answers):
+        records[key] = ({"key": key, "error": error_text(answer), "error_type": type(answer).__name__}
+                        if isinstance(answer, Exception) else
+                        {"key": key, "label": answer.label, "confidence": answer.confidence})
+    return [records[key] for key in keys]
+
+
+def run_bounded(pool: ThreadPoolExecutor, fn: Any, items: Iterable[Any], window: int) -> Iterable[Any]:
     """Results of fn(item) as they complete, with at most `window` in flight (memory stays flat)."""
     pending: set[Future] = set()
     for item in items:
@@ -140,7 +164,14 @@ def cmd_predict_prefix(args: argparse.Namespace, out: TextIO) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("a", encoding="utf-8") as results, ThreadPoolExecutor(concurrency) as pool, \
             tqdm(total=len(todo), unit="img", disable=True if args.no_progress else None, file=sys.stderr) as bar:
-        work = run_bounded(pool, lambda key: classify(api, s3, bucket, key, args.top_k), todo, concurrency * 4)
+        size = max(1, args.batch_size)
+        if size == 1:
+            work = run_bounded(pool, lambda key: classify(api, s3, bucket, key, args.top_k), todo, concurrency * 4)
+        else:
+            batches = [todo[i:i + size] for i in range(0, len(todo), size)]
+            work = (record for batch in run_bounded(pool, lambda keys: classify_batch(api, s3, bucket, keys,
+                                                                                     args.top_k),
+                                                    batches, concurrency * 4) for record in batch)
         for record in work:
             results.write(json.dumps(record, ensure_ascii=False) + "\n")
             results.flush()

@@ -204,3 +204,24 @@ def test_retries_on_503_and_429(flaky_server: str) -> None:
     with pytest.raises(APIUnavailable) as caught:
         PredictionClient(flaky_server, "digits", retries=1, backoff=0.01).predict(b"x", "x.png")
     assert caught.value.attempts == 2 and "HTTP 429: busy" in str(caught.value)
+
+
+def test_predict_prefix_in_batches_answers_as_one_by_one(live_server: str, s3: Any, bucket: str,
+                                                         digits_split: Any, tmp_path: Path) -> None:
+    _, _, x_test, y_test = digits_split
+    truth = upload_digits(s3, bucket, x_test[:30], y_test[:30], "batched/")
+    s3.put_object(Bucket=bucket, Key="batched/broken.png", Body=b"\x89PNG but not really")
+    outputs = {}
+    for size in ("1", "4"):
+        outputs[size] = tmp_path / f"results-{size}.jsonl"
+        code, (summary,) = run("predict-prefix", f"s3://{bucket}/batched/", "--api-url", live_server,
+                               "--batch-size", size, "--output", str(outputs[size]), "--no-progress")
+        assert code == 1 and (summary["predicted"], summary["errors"]) == (30, 1), summary
+    one, batched = ({r["key"]: r for r in read_lines(outputs[s])} for s in ("1", "4"))
+    assert batched.keys() == one.keys() == set(truth) | {"batched/broken.png"}
+    assert batched["batched/broken.png"]["error_type"] == "APIError"
+    assert "not a readable image" in batched["batched/broken.png"]["error"]
+    for key in truth:
+        assert batched[key]["label"] == one[key]["label"]
+        assert abs(batched[key]["confidence"] - one[key]["confidence"]) < 1e-6
+    assert len({r["label"] for r in batched.values() if "label" in r}) > 3
