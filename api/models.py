@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from flask import current_app, g, request
+from flask import g, request
 from flask_restx import Namespace, Resource, reqparse
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest
 
 from api import schemas
+from api.protocols import batch_limit
 from util.errors import InvalidParameter, MalformedRequest, MissingImage, UnsupportedMediaType
 from util.serve.registry import ServedModel
 from util.serve.versions import ModelGroup
@@ -82,9 +83,9 @@ def parse(parser: reqparse.RequestParser) -> dict[str, Any]:
     if field == "image" and len(files.getlist("image")) > 1:
         raise InvalidParameter(f"send one image per request; got {len(files.getlist('image'))} 'image' files "
                                "(POST .../predictions takes several 'images')")
-    if field == "images" and len(files.getlist("images")) > current_app.config["MAX_BATCH_IMAGES"]:
-        raise InvalidParameter(f"{len(files.getlist('images'))} images; at most "
-                               f"{current_app.config['MAX_BATCH_IMAGES']} per request (MAX_BATCH_IMAGES)")
+    if field == "images" and len(files.getlist("images")) > batch_limit():
+        raise InvalidParameter(f"{len(files.getlist('images'))} images; at most {batch_limit()} per request "
+                               "(MAX_BATCH_IMAGES)")
     repeated = [arg.name for arg in parser.args if arg.name != "images" and len(request.values.getlist(arg.name)) > 1]
     if repeated:
         raise InvalidParameter(f"{repeated[0]} is given more than once (form and query together count)")

@@ -8,18 +8,17 @@ Inputs: `image` (BYTES, one encoded image per row: raw in binary data, base64 te
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import struct
 from typing import Any
 
 import numpy as np
 from flask import Response, current_app, g, request
-from flask_restx import Namespace, Resource
+from flask_restx import Namespace
 
 from api import schemas
-from util.errors import InvalidParameter, NotFound, ServiceError
+from api.protocols import ErrorFieldResource, batch_limit, decode_base64
+from util.errors import InvalidParameter, NotFound
 from util.serve.registry import ServedModel
 
 ns = Namespace("open-inference-v2", path="/v2",
@@ -29,14 +28,6 @@ schemas.add_models(ns, schemas.v2_error, schemas.v2_request)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["classification", "binary_tensor_data"]
 OUTPUT = "scores"
-
-
-class V2Resource(Resource):
-    def dispatch_request(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().dispatch_request(*args, **kwargs)
-        except ServiceError as exc:
-            return {"error": exc.message}, exc.status
 
 
 def served(name: str, version: str | None) -> ServedModel:
@@ -95,7 +86,7 @@ def input_rows(model: ServedModel, spec: Any, blobs: bytes) -> np.ndarray:
     binary = (spec.get("parameters") or {}).get("binary_data_size")
     if binary is not None and (not isinstance(binary, int) or binary != len(blobs)):
         raise InvalidParameter("binary_data_size does not match the binary data after the JSON header")
-    limit = current_app.config["MAX_BATCH_IMAGES"]
+    limit = batch_limit()
     if not 1 <= shape[0] <= limit:
         raise InvalidParameter(f"a batch holds 1 to {limit} rows (MAX_BATCH_IMAGES), not {shape[0]}")
     if spec["name"] == "image":
@@ -133,10 +124,7 @@ def split_bytes(blob: bytes) -> list[bytes]:
 def b64_image(value: Any) -> bytes:
     if not isinstance(value, str):
         raise InvalidParameter("in JSON, each \"image\" element is a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidParameter("an \"image\" element is not valid base64") from None
+    return decode_base64(value, "an \"image\" element is not valid base64")
 
 
 def output_tensor(model: ServedModel, scores: np.ndarray, wanted: dict) -> tuple[dict, np.ndarray | list[bytes]]:
@@ -183,7 +171,7 @@ def infer(name: str, version: str | None) -> Any:
 
 
 @ns.route("")
-class V2Server(V2Resource):
+class V2Server(ErrorFieldResource):
     @ns.response(200, "name, version, extensions")
     def get(self) -> dict:
         """Server metadata: name, version, extensions."""
@@ -192,7 +180,7 @@ class V2Server(V2Resource):
 
 
 @ns.route("/health/live")
-class V2Live(V2Resource):
+class V2Live(ErrorFieldResource):
     @ns.response(200, "The process is up")
     def get(self) -> dict:
         """200 while the process is up."""
@@ -200,7 +188,7 @@ class V2Live(V2Resource):
 
 
 @ns.route("/health/ready")
-class V2Ready(V2Resource):
+class V2Ready(ErrorFieldResource):
     @ns.response(200, "Every model serves a loaded version")
     @ns.response(503, "A model has no serving version", schemas.v2_error)
     def get(self) -> Any:
@@ -211,7 +199,7 @@ class V2Ready(V2Resource):
 
 @ns.route("/models/<string:name>")
 @ns.response(404, "Unknown model or version", schemas.v2_error)
-class V2Model(V2Resource):
+class V2Model(ErrorFieldResource):
     @ns.response(200, "Versions, inputs, outputs, labels")
     def get(self, name: str, version: str | None = None) -> dict:
         """Model metadata: versions, inputs (image BYTES or tensor FP32), output scores, labels."""
@@ -225,7 +213,7 @@ class V2ModelVersion(V2Model):
 
 @ns.route("/models/<string:name>/ready")
 @ns.response(404, "Unknown model or version", schemas.v2_error)
-class V2ModelReady(V2Resource):
+class V2ModelReady(ErrorFieldResource):
     @ns.response(200, "The model (version) is loaded")
     @ns.response(503, "The model is loading", schemas.v2_error)
     def get(self, name: str, version: str | None = None) -> Any:
@@ -241,7 +229,7 @@ class V2ModelVersionReady(V2ModelReady):
 @ns.route("/models/<string:name>/infer")
 @ns.response(400, "Bad inputs or outputs", schemas.v2_error)
 @ns.response(404, "Unknown model or version", schemas.v2_error)
-class V2Infer(V2Resource):
+class V2Infer(ErrorFieldResource):
     @ns.expect(schemas.v2_request)
     @ns.response(200, "model_name, model_version, outputs (JSON, or a JSON header and binary data)")
     def post(self, name: str, version: str | None = None) -> Any:

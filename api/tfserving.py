@@ -8,20 +8,17 @@ through the runtime as one batch.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import logging
 from typing import Any
 
 import numpy as np
 from flask import current_app, g, request
-from flask_restx import Namespace, Resource
+from flask_restx import Namespace
 
 from api import schemas
+from api.protocols import ErrorFieldResource, batch_limit, decode_base64
 from util.errors import InvalidParameter, NotFound, ServiceError
 from util.serve.registry import ServedModel
 
-log = logging.getLogger(__name__)
 INPUT = "image"  # the name of the model's one input in requests and metadata
 ns = Namespace("tensorflow-serving", path="/v1/models",
                description="TensorFlow Serving's REST API: predict, classify, model status and metadata. "
@@ -29,10 +26,6 @@ ns = Namespace("tensorflow-serving", path="/v1/models",
 schemas.add_models(ns, schemas.tf_error, schemas.tf_request, schemas.tf_answer, schemas.tf_status,
                    schemas.tf_metadata)
 VERBS = ("predict", "classify")
-
-
-def tf_error(exc: ServiceError) -> tuple[dict, int]:
-    return {"error": exc.message}, exc.status
 
 
 def model_group(name: str):  # type: ignore[no-untyped-def]
@@ -68,16 +61,12 @@ def instance_image(model: ServedModel, value: Any) -> np.ndarray:
         if set(value) != {"b64"} or not isinstance(value["b64"], str):
             raise InvalidParameter(f"an instance is {{\"b64\": \"<base64 image>\"}}, {{\"{INPUT}\": ...}} or a "
                                    f"tensor; got an object with keys {sorted(value)[:5]}")
-        try:
-            data = base64.b64decode(value["b64"], validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidParameter("b64 holds no valid base64") from None
-        return model.prepare(data)
+        return model.prepare(decode_base64(value["b64"], "b64 holds no valid base64"))
     return model.check_tensor(value)
 
 
 def batch_of(model: ServedModel, values: list[Any]) -> np.ndarray:
-    limit = current_app.config["MAX_BATCH_IMAGES"]
+    limit = batch_limit()
     if not values:
         raise InvalidParameter("no instances: send at least one")
     if len(values) > limit:
@@ -163,16 +152,6 @@ def metadata(model: ServedModel) -> dict:
                                f"({model.plan.preprocessing.scale} scale)"}}
 
 
-class TFResource(Resource):
-    """Answers in TF Serving's shapes, errors included."""
-
-    def dispatch_request(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().dispatch_request(*args, **kwargs)
-        except ServiceError as exc:
-            return tf_error(exc)
-
-
 def run(name: str, version: int | None, verb: str) -> dict:
     model = served(name, version)
     return predict(model) if verb == "predict" else classify(model)
@@ -181,7 +160,7 @@ def run(name: str, version: int | None, verb: str) -> dict:
 @ns.route("/<string:target>")
 @ns.response(404, "No such model, version or method: `{\"error\": \"...\"}`", schemas.tf_error)
 @ns.param("target", "The model name; for POST followed by `:predict` or `:classify`")
-class Model(TFResource):
+class Model(ErrorFieldResource):
     @ns.response(200, "model_version_status of every version", schemas.tf_status)
     def get(self, target: str) -> dict:
         """Status of every version of a model (TF Serving's GetModelStatus)."""
@@ -200,7 +179,7 @@ class Model(TFResource):
 @ns.route("/<string:name>/versions/<string:target>")
 @ns.response(404, "No such model, version or method: `{\"error\": \"...\"}`", schemas.tf_error)
 @ns.param("target", "The version number; for POST followed by `:predict` or `:classify`")
-class Version(TFResource):
+class Version(ErrorFieldResource):
     @ns.response(200, "model_version_status of this version", schemas.tf_status)
     def get(self, name: str, target: str) -> dict:
         """Status of one version of a model."""
@@ -217,7 +196,7 @@ class Version(TFResource):
 
 @ns.route("/<string:name>/metadata")
 @ns.response(404, "No such model, version or method: `{\"error\": \"...\"}`", schemas.tf_error)
-class Metadata(TFResource):
+class Metadata(ErrorFieldResource):
     @ns.response(200, "Signature-def-like metadata", schemas.tf_metadata)
     def get(self, name: str) -> dict:
         """Signature-def-like metadata of the default version (TF Serving's GetModelMetadata)."""
@@ -226,7 +205,7 @@ class Metadata(TFResource):
 
 @ns.route("/<string:name>/versions/<int:version>/metadata")
 @ns.response(404, "No such model, version or method: `{\"error\": \"...\"}`", schemas.tf_error)
-class VersionMetadata(TFResource):
+class VersionMetadata(ErrorFieldResource):
     @ns.response(200, "Signature-def-like metadata", schemas.tf_metadata)
     def get(self, name: str, version: int) -> dict:
         """Signature-def-like metadata of one version."""

@@ -116,9 +116,7 @@ class PredictionClient:
         url = f"{self.base_url}/{self.model}/predictions"
         files = [("images", (name.rsplit("/", 1)[-1] or "image", data, guess_content_type(name, data)))
                  for data, name in images]
-        response = self._post(url, files, top_k)
-        if response.status_code >= 400:
-            raise APIError(response.status_code, _message(response), _json(response).get("error"), url)
+        response = _refusal_raised(self._post(url, files, top_k), url)
         results = _json(response).get("results")
         if not isinstance(results, list) or len(results) != len(images):
             raise APIError(response.status_code, f"unexpected response body: {response.text[:200]!r}",
@@ -148,9 +146,7 @@ class PredictionClient:
         raise APIUnavailable(url, self.retries + 1, cause)
 
     def _result(self, response: requests.Response) -> Prediction:
-        if response.status_code >= 400:
-            body = _json(response)
-            raise APIError(response.status_code, _message(response), body.get("error"), self.url)
+        _refusal_raised(response, self.url)
         try:
             return Prediction.from_json(response.json())
         except (ValueError, KeyError, TypeError) as error:
@@ -168,6 +164,13 @@ def predict_reference(ref: str, base_url: str, model: str = "digits", s3: Any = 
                       default_bucket: str | None = None, **client_options: Any) -> Prediction:
     """One call: read `ref` (S3 or local) and classify it with the API at `base_url`."""
     return PredictionClient(base_url, model, **client_options).predict_reference(ref, s3, default_bucket)
+
+
+def _refusal_raised(response: requests.Response, url: str) -> requests.Response:
+    """The response, unless the server refused: then APIError with its status, message and code."""
+    if response.status_code >= 400:
+        raise APIError(response.status_code, _message(response), _json(response).get("error"), url)
+    return response
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

@@ -76,8 +76,8 @@ class ModelGroup:
         return sorted(rows, key=lambda r: r["version"])
 
 
-def refresh_group(group: ModelGroup, make: Callable[[Any], Any], strict: bool = False) -> bool:
-    """Bring `group` to what its directory holds now; True if the served versions changed.
+def refresh_group(group: ModelGroup, make: Callable[[Any], Any], strict: bool = False) -> None:
+    """Bring `group` to what its directory holds now.
 
     `make(spec)` returns a loaded ServedModel or raises. With `strict` (start-up) the first
     failure is raised instead of recorded."""
@@ -91,7 +91,7 @@ def refresh_group(group: ModelGroup, make: Callable[[Any], Any], strict: bool = 
             log.error("model %s: %s; still serving %s", group.name, exc,
                       ", ".join(f"v{v}" for v in group.versions) or "nothing")
         group.error = str(exc)
-        return False
+        return
     group.error = None
     wanted = group.policy.wanted(list(on_disk))
     served = dict(group.versions)
@@ -114,8 +114,6 @@ def refresh_group(group: ModelGroup, make: Callable[[Any], Any], strict: bool = 
     if not keep:  # nothing wanted loads (`latest` broken, or removed): keep serving what did
         keep = set(served) & set(on_disk) or set(served)
     served = {v: m for v, m in sorted(served.items()) if v in keep}
-    changed = served.keys() != group.versions.keys() or any(group.versions.get(v) is not m
-                                                           for v, m in served.items())
     dropped = [m for v, m in group.versions.items() if served.get(v) is not m]
     group.versions = served
     for gone in set(group._loaded) - set(served):
@@ -126,7 +124,6 @@ def refresh_group(group: ModelGroup, make: Callable[[Any], Any], strict: bool = 
             group._failed.pop(version, None)
     for model in dropped:
         model.close()  # requests still holding it finish on it; a batcher answers what it queued
-    return changed
 
 
 def mark_loaded(group: ModelGroup, version: int) -> None:

@@ -1,0 +1,35 @@
+"""What the TF Serving (api/tfserving.py) and Open Inference (api/openinference.py) modules share:
+their error shape, base64 images in JSON, and the bound on images per request."""
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from flask import current_app
+from flask_restx import Resource
+
+from util.errors import InvalidParameter, ServiceError
+
+
+class ErrorFieldResource(Resource):
+    """Refusals as `{"error": "<message>"}`, the shape both protocols write (not the native API's)."""
+
+    def dispatch_request(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().dispatch_request(*args, **kwargs)
+        except ServiceError as exc:
+            return {"error": exc.message}, exc.status
+
+
+def decode_base64(text: str, invalid: str) -> bytes:
+    """Strict base64 (no stray characters); `invalid` is the 400's message otherwise."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidParameter(invalid) from None
+
+
+def batch_limit() -> int:
+    """Most images in one request (MAX_BATCH_IMAGES)."""
+    return int(current_app.config["MAX_BATCH_IMAGES"])
