@@ -7,7 +7,7 @@ from flask import Flask, Request, current_app, request
 from flask_restx import Api
 from werkzeug.exceptions import HTTPException
 
-from api import auth, health, openinference, schemas, tfserving
+from api import auth, docs, health, openinference, schemas, tfserving
 from api.models import make_namespace
 from util.errors import PayloadTooLarge, ServiceError
 from util.serve.registry import Registry
@@ -68,6 +68,7 @@ def create_api(app: Flask, registry: Registry, version: str) -> Api:
     api = Api(app, version=version, title="Keras image classification API", description=DESCRIPTION,
               doc="/", catch_all_404s=True, authorizations=auth.SCHEMES if keys else None)
     auth.install(app, keys)
+    docs.install(app, api)
 
     api.add_model(schemas.error.name, schemas.error)
 

@@ -19,7 +19,7 @@ SCHEMES = {
 }
 SECURITY = ["apikey", "bearer"]  # either one
 # API_KEYS_OPEN names -> the path prefixes they keep open.
-OPEN_PREFIXES = {"health": ("/health/",), "metrics": ("/metrics",), "docs": ("/swagger.json", "/swaggerui/")}
+OPEN_PREFIXES = {"health": ("/health/",), "metrics": ("/metrics",), "docs": ("/swagger.json", "/swaggerui/", "/ui/")}
 
 
 def load_keys(settings: dict[str, Any]) -> tuple[bytes, ...]:

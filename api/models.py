@@ -219,10 +219,11 @@ def make_namespace(group: ModelGroup, security: list[str] | None = None) -> Name
     kwargs = {"group": group}
     ns.add_resource(Prediction, "/prediction", resource_class_kwargs=kwargs,
                     route_doc={"post": {"id": f"predict_{spec.name}", "expect": [parser], **secured}})
-    # Swagger 2.0 has no array of files: the spec shows one `images` file field (send it repeatedly).
+    # Swagger 2.0 has no array of files: the spec shows one `images` file field (send it repeatedly);
+    # the Swagger UI's plugin (api/web/static/swagger-batch.js) lets that field take several files.
     batch = parser_for(served, batch=True).copy()
     batch.replace_argument("images", location="files", type=FileStorage, required=True,
-                           help="An image; repeat the field for more (up to MAX_BATCH_IMAGES)")
+                           help="Images: repeat the field, up to MAX_BATCH_IMAGES (in the Swagger UI, choose several files at once)")
     ns.add_resource(Predictions, "/predictions", resource_class_kwargs=kwargs,
                     route_doc={"post": {"id": f"predict_many_{spec.name}", "expect": [batch], **secured}})
     ns.add_resource(VersionPredictions, "/versions/<int:version>/predictions", resource_class_kwargs=kwargs,

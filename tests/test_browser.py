@@ -91,3 +91,42 @@ def test_swagger_ui_authorize_then_predict(keyed_server: str, tmp_path: Path) ->
                 '"model": "digits"')
         finally:
             context.close()
+
+
+def test_swagger_ui_sends_several_images_to_the_batch_route(live_server: str, tmp_path: Path,
+                                                           digits_split) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from scripts.digits import render, to_png
+    _, _, x_test, y_test = digits_split
+    uploads = []
+    for digit in (3, 8):
+        index = next(i for i, label in enumerate(y_test) if label == digit)
+        uploads.append(tmp_path / f"digit-{digit}.png")
+        uploads[-1].write_bytes(to_png(render(x_test[index])))
+    uploads.append(tmp_path / "notes.txt")
+    uploads[-1].write_text("not an image")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        try:
+            page = context.new_page()
+            page.goto(f"{live_server}/")
+            page.locator("#operations-tag-digits").click()
+            operation = page.locator("#operations-digits-predict_many_digits")
+            operation.locator(".opblock-summary").click()
+            operation.locator("button.try-out__btn").click()
+            operation.locator("input[type=file][multiple]").set_input_files([str(p) for p in uploads])
+            operation.locator("button.execute").click()
+            status = operation.locator(".live-responses-table tr.response .response-col_status").first
+            expect(status).to_contain_text("200", timeout=20_000)
+            answer = json.loads(operation.locator(".live-responses-table .response-col_description pre")
+                                .first.inner_text())
+        finally:
+            context.close()
+    results = answer["results"]
+    assert [r["filename"] for r in results] == ["digit-3.png", "digit-8.png", "notes.txt"]
+    assert [r.get("label") for r in results[:2]] == ["3", "8"]
+    assert results[2]["status"] == 400 and results[2]["error"] == "invalid_image", results[2]

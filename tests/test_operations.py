@@ -89,7 +89,7 @@ def test_api_keys_guard_model_routes(keyed_app, headers: dict, status: int,  # t
 
 def test_health_docs_and_metrics_stay_open_and_the_spec_declares_the_schemes(keyed_app) -> None:  # type: ignore[no-untyped-def]
     client = keyed_app.test_client()
-    for path in ("/health/live", "/", "/swagger.json", "/metrics"):
+    for path in ("/health/live", "/", "/swagger.json", "/ui/swagger-batch.js", "/metrics"):
         assert client.get(path).status_code == 200, path
     spec = client.get("/swagger.json").get_json()
     assert set(spec["securityDefinitions"]) == {"apikey", "bearer"}
