@@ -7,7 +7,7 @@ from flask import Flask, Request, current_app, request
 from flask_restx import Api
 from werkzeug.exceptions import HTTPException
 
-from api import auth, docs, health, openinference, schemas, tfserving
+from api import auth, demo, docs, explain, health, openinference, schemas, tfserving
 from api.models import make_namespace
 from util.errors import PayloadTooLarge, ServiceError
 from util.serve.registry import Registry
@@ -19,6 +19,7 @@ DESCRIPTION = (
     "`POST /<model>/prediction` with a multipart `image` file returns the top labels. "
     "Errors are JSON: `{\"message\": ..., \"error\": <code>}`."
 )
+DEMO_LINK = " **[Try the models in the demo page](/demo)**: drop an image, see the top labels and why."
 
 
 class StrictRequest(Request):
@@ -65,7 +66,8 @@ def create_api(app: Flask, registry: Registry, version: str) -> Api:
     app.config.setdefault("RESTX_MASK_SWAGGER", False)
     app.request_class = StrictRequest
     keys = auth.load_keys(app.config)
-    api = Api(app, version=version, title="Keras image classification API", description=DESCRIPTION,
+    description = DESCRIPTION + (DEMO_LINK if demo.install(app) else "")
+    api = Api(app, version=version, title="Keras image classification API", description=description,
               doc="/", catch_all_404s=True, authorizations=auth.SCHEMES if keys else None)
     auth.install(app, keys)
     docs.install(app, api)
@@ -95,5 +97,7 @@ def create_api(app: Flask, registry: Registry, version: str) -> Api:
     api.add_namespace(openinference.ns)
     for group in registry.groups.values():
         if group.versions:  # a new model that failed to load gets no routes (its error is in /health/ready)
-            api.add_namespace(make_namespace(group, auth.SECURITY if keys else None))
+            ns = make_namespace(group, auth.SECURITY if keys else None)
+            explain.add_routes(ns, group, {"security": auth.SECURITY} if keys else {})
+            api.add_namespace(ns)
     return api

@@ -18,8 +18,9 @@ SCHEMES = {
                "description": "`Bearer <your API key>`"},
 }
 SECURITY = ["apikey", "bearer"]  # either one
-# API_KEYS_OPEN names -> the path prefixes they keep open.
-OPEN_PREFIXES = {"health": ("/health/",), "metrics": ("/metrics",), "docs": ("/swagger.json", "/swaggerui/", "/ui/")}
+# API_KEYS_OPEN names -> the paths they keep open: a path ending in "/" opens everything under it,
+# any other only itself (a model named `metrics2` or `demo-x` stays protected).
+OPEN_PREFIXES = {"health": ("/health/",), "metrics": ("/metrics",), "docs": ("/swagger.json", "/swaggerui/", "/ui/", "/demo")}
 
 
 def load_keys(settings: dict[str, Any]) -> tuple[bytes, ...]:
@@ -42,6 +43,11 @@ def open_paths(settings: dict[str, Any]) -> tuple[tuple[str, ...], bool]:
     if unknown:
         raise ValueError(f"API_KEYS_OPEN takes {', '.join(OPEN_PREFIXES)}; not {', '.join(sorted(unknown))}")
     return tuple(p for n in names for p in OPEN_PREFIXES[n]), "docs" in names
+
+
+def is_open(path: str, opened: tuple[str, ...]) -> bool:
+    """Whether `path` is one of the open paths, or under an open folder."""
+    return any(path == p or (p.endswith("/") and path.startswith(p)) for p in opened)
 
 
 def presented_key() -> bytes | None:
@@ -69,7 +75,7 @@ def install(app: Flask, keys: tuple[bytes, ...]) -> None:
     @app.before_request
     def require_key() -> None:
         path = request.path
-        if path.startswith(prefixes) or (docs_open and path == "/") or request.method == "OPTIONS":
+        if is_open(path, prefixes) or (docs_open and path == "/") or request.method == "OPTIONS":
             return
         key = presented_key()
         if key is None:

@@ -23,8 +23,8 @@ doc = Namespace("model", description="documentation template for model namespace
 class Bounded:
     """A reqparse type that parses a number within bounds and declares them in the spec."""
 
-    def __init__(self, name: str, kind: type, low: float, high: float) -> None:
-        self.name, self.kind, self.low, self.high = name, kind, low, high
+    def __init__(self, name: str, kind: type, low: float, high: float, why: str = "") -> None:
+        self.name, self.kind, self.low, self.high, self.why = name, kind, low, high, why
         self.__schema__ = {"type": "integer" if kind is int else "number", "minimum": low, "maximum": high}
 
     def __call__(self, raw: Any) -> Any:
@@ -34,8 +34,22 @@ class Bounded:
             raise ValueError(f"{self.name} must be {'an integer' if self.kind is int else 'a number'} from "
                              f"{self.low} to {self.high}, got {raw!r}") from None
         if not self.low <= value <= self.high:
-            raise ValueError(f"{self.name} must be from {self.low} to {self.high}, got {value}")
+            raise ValueError(f"{self.name} must be from {self.low} to {self.high}{self.why}, got {value}")
         return value
+
+
+class OneOf:
+    """A reqparse type that takes one of a model's labels and declares them as the spec's enum."""
+
+    def __init__(self, model: str, labels: list[str]) -> None:
+        self.model, self.labels = model, labels
+        self.__schema__ = {"type": "string", "enum": labels}
+
+    def __call__(self, raw: Any) -> str:
+        if raw not in self.labels:
+            shown = ", ".join(self.labels[:20]) + (", ..." if len(self.labels) > 20 else "")
+            raise ValueError(f"label {raw!r} is not one of model {self.model}'s labels: {shown}")
+        return str(raw)
 
 
 def make_parser(labels: int, multilabel: bool, batch: bool = False) -> reqparse.RequestParser:
@@ -58,7 +72,7 @@ def make_parser(labels: int, multilabel: bool, batch: bool = False) -> reqparse.
     return parser
 
 
-def parse(parser: reqparse.RequestParser) -> dict[str, Any]:
+def parse(parser: reqparse.RequestParser, prediction: bool = True) -> dict[str, Any]:
     """The request's arguments, with the service's own errors for what is missing or malformed."""
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMediaType(
@@ -73,7 +87,8 @@ def parse(parser: reqparse.RequestParser) -> dict[str, Any]:
     if files.get(field) is None:
         hint = " (it arrived as a text field: send it as a file)" if field in form else ""
         raise MissingImage(f"the multipart field '{field}' with the image file is missing{hint}")
-    known = {arg.name for arg in parser.args} | {"threshold"}  # predict explains a misplaced threshold
+    # predict explains why a model that is not multi-label refuses a threshold
+    known = {arg.name for arg in parser.args} | ({"threshold"} if prediction else set())
     # A part whose Content-Disposition has no readable name arrives under the name None.
     unknown = sorted({name or "" for name in (*form, *files, *request.args)} - known)
     if unknown:
@@ -212,7 +227,7 @@ def make_namespace(group: ModelGroup, security: list[str] | None = None) -> Name
     ns = Namespace(spec.name, description=about, path=f"/{spec.name}")
     schemas.add_models(ns, schemas.error, schemas.label_score, schemas.prediction, schemas.preprocessing,
                        schemas.serving, schemas.version_state, schemas.model_info,
-                       schemas.batch_prediction)
+                       schemas.batch_prediction, schemas.explanation)
     parser = parser_for(served)
     # Resources are shared, so operation ids (unique in Swagger 2.0) and the parser are set per model.
     secured = {"security": security} if security else {}
@@ -223,7 +238,8 @@ def make_namespace(group: ModelGroup, security: list[str] | None = None) -> Name
     # the Swagger UI's plugin (api/web/static/swagger-batch.js) lets that field take several files.
     batch = parser_for(served, batch=True).copy()
     batch.replace_argument("images", location="files", type=FileStorage, required=True,
-                           help="Images: repeat the field, up to MAX_BATCH_IMAGES (in the Swagger UI, choose several files at once)")
+                           help="Images: repeat the field, up to MAX_BATCH_IMAGES (in the Swagger UI, choose "
+                                "several files at once)")
     ns.add_resource(Predictions, "/predictions", resource_class_kwargs=kwargs,
                     route_doc={"post": {"id": f"predict_many_{spec.name}", "expect": [batch], **secured}})
     ns.add_resource(VersionPredictions, "/versions/<int:version>/predictions", resource_class_kwargs=kwargs,

@@ -162,3 +162,18 @@ batch_prediction = Model("BatchPrediction", {
     "model": fields.String(required=True, example="digits"),
     "version": fields.Integer(required=True, example=1),
 })
+
+explanation = Model("Explanation", {
+    "label": fields.String(required=True, description="The label explained (the top one unless asked)", example="7"),
+    "baseline_confidence": fields.Float(required=True, description="Its score on the whole image", example=0.99),
+    "measure": fields.String(required=True, enum=["confidence", "log_odds"], description="What the grid measures"),
+    "shape": fields.List(fields.Integer, required=True, description="Rows, columns of the grid", example=[8, 8]),
+    "grid": fields.List(fields.List(fields.Float), required=True,
+                        description="Per cell, row by row: the drop in the label's confidence (or log-odds) when "
+                                    "that cell is occluded (negative: the label gains)"),
+    "passes": fields.Integer(required=True, description="Forward passes run, the whole image included",
+                             example=65),
+    "occlusion": fields.String(description="What a cell is replaced with", example="mean colour"),
+    "model": fields.String(required=True, example="digits"),
+    "version": fields.Integer(required=True, example=1),
+})

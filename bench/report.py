@@ -125,6 +125,22 @@ def protocols_section(rows: dict | None, when: str | None) -> list[str]:
     return lines + [""]
 
 
+def explanations_section(rows: dict | None, when: str | None) -> list[str]:
+    """(h) explanation latency at one client, against one prediction of the same photos."""
+    if not rows:
+        return []
+    lines = ["## (h) explanations: POST /mobilenet/explanation, one request at a time (224x224 JPEG)", ""]
+    if when:
+        lines += [f"This section was run again on its own at {when}.", ""]
+    lines += ["Grid 8 is the default (EXPLANATION_GRID); 16 is the largest the default EXPLANATION_MAX_PASSES=256 "
+              "allows. Passes include the whole image.", "",
+              "| request | forward passes | p50 ms | p95 ms | p50 against one prediction |", "|---|---|---|---|---|"]
+    for label, r in rows.items():
+        lines.append(f"| {label} | {r['passes']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+                     f"{r['vs_prediction']:.1f}x |")
+    return lines + [""]
+
+
 def peers_section(peers: dict | None) -> list[str]:
     if not peers:
         return []
@@ -195,6 +211,7 @@ def render(results: dict, variants: dict) -> str:
             lines += ["### (c) naive baseline: flask-restx + Keras `model(x)` per request", ""]
             lines += load_table("naive", entry["naive"])
     lines += protocols_section(results.get("protocols"), results.get("protocols_at"))
+    lines += explanations_section(results.get("explanations"), results.get("explanations_at"))
     lines += peers_section(results.get("peers"))
     lines += ["## (d) HTTP floor: flask-restx, same upload, constant JSON", ""] + load_table("floor", results["floor"])
     lines += fronts(results.get("fronts") or {}, results.get("fronts_at"))

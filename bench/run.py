@@ -19,16 +19,16 @@ from pathlib import Path
 
 import requests
 
-from bench import assets, chart, report, soak
+from bench import assets, chart, explanations, report, soak
 from bench.report import MOBILENET, MOBILENET_INT8
 from bench.servers import ROOT, serve
 
 FULL = {"size": 224, "train": 200, "samples": 30, "concurrency": (1, 4, 16, 64), "duration": 8.0, "warmup": 2.0, "limit_seconds": 5.0,
         "photos": 16, "digits": 64, "variant_concurrency": (1, 4, 16), "slow": 64,
-        "soak_seconds": 600.0, "soak_warmup": 30.0, "front_rounds": 3}
+        "soak_seconds": 600.0, "soak_warmup": 30.0, "front_rounds": 3, "explain_rounds": 2}
 SMOKE = {"size": 32, "train": 20, "samples": 20, "concurrency": (1, 4), "duration": 0.5, "warmup": 0.2, "limit_seconds": 0.3,
          "photos": 2, "digits": 4, "variant_concurrency": (1,), "slow": 4,
-         "soak_seconds": 2.0, "soak_warmup": 0.5, "front_rounds": 1}
+         "soak_seconds": 2.0, "soak_warmup": 0.5, "front_rounds": 1, "explain_rounds": 1}
 # (processes, interpreter threads, batch size) for the in-process limit
 LIMIT_CONFIGS = [(1, 2, 1), (1, 2, 2), (1, 2, 4), (1, 2, 8), (1, 1, 1), (2, 1, 1), (2, 1, 2), (2, 1, 4)]
 # HTTP front ends compared (the default is the event-loop front, api/frontend.py).
@@ -116,6 +116,13 @@ def run_protocols(models: Path, photos: list[Path], cfg: dict) -> dict:
     return rows
 
 
+def run_explanations(models: Path, photos: list[Path], cfg: dict) -> dict:
+    """(h) explanation latency against one prediction, on the Procfile server with default settings."""
+    print("[bench] explanations", flush=True)
+    with serve({"MODELS_DIR": str(models)}) as server:
+        return explanations.measure(server.url, "mobilenet", photos, cfg["explain_rounds"])
+
+
 def build_models(work: Path, cfg: dict) -> tuple[Path, Path, dict]:
     """The bench MobileNetV2 compiled as float32 (work/models) and int8 (work/models_int8)."""
     size = cfg["size"]
@@ -150,6 +157,7 @@ def speed(work: Path, cfg: dict, args: argparse.Namespace) -> dict:
                                    app="bench.naive_server:app")
         results["sets"][name] = entry
     results["protocols"] = run_protocols(work / "models", photos, cfg)
+    results["explanations"] = run_explanations(work / "models", photos, cfg)
     results["peers"] = run_peers(fp32, photos, cfg, args.peers_python)
     print("[bench] HTTP floor", flush=True)
     results["floor"] = drive({}, "/floor/prediction", sets["digits, PNG"][3], cfg["concurrency"], cfg,
@@ -189,7 +197,8 @@ def run_fronts(models: Path, images: list[Path], cfg: dict) -> dict:
 
 
 def only(args: argparse.Namespace, cfg: dict) -> None:
-    """Run one section again (`speed`, `soak` or `fronts`) into an existing RESULTS.json / RESULTS.md."""
+    """Run one section again (`speed`, `protocols`, `explanations`, `soak` or `fronts`) into an existing
+    RESULTS.json / RESULTS.md."""
     results = json.loads(args.output.with_suffix(".json").read_text())
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -200,6 +209,10 @@ def only(args: argparse.Namespace, cfg: dict) -> None:
             build_models(work, cfg)
             photos = assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])
             results.update(protocols=run_protocols(work / "models", photos, cfg), protocols_at=when)
+        elif args.only == "explanations":
+            build_models(work, cfg)
+            photos = assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])
+            results.update(explanations=run_explanations(work / "models", photos, cfg), explanations_at=when)
         else:
             build_models(work, cfg)
             photos = assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])
@@ -224,7 +237,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny model and durations, to check the bench runs")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--skip-naive", action="store_true", help="skip the (slow, TensorFlow) naive baseline")
-    parser.add_argument("--only", choices=("speed", "protocols", "soak", "fronts"),
+    parser.add_argument("--only", choices=("speed", "protocols", "explanations", "soak", "fronts"),
                         help="run one section again, into the existing results")
     parser.add_argument("--peers-python", type=Path, default=ROOT / ".venv-peers" / "bin" / "python",
                         help="python of the venv with bench/peers/requirements.txt (LitServe, BentoML)")

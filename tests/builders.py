@@ -60,3 +60,32 @@ def keras_model(spec):  # type: ignore[no-untyped-def]
     """The Keras model a Keras save format loads to (for comparing with what is served)."""
     from util.build import formats
     return formats.load(spec).model  # type: ignore[attr-defined]
+
+
+SPOT = (slice(8, 16), slice(16, 24))  # rows, columns of the one region the `spot` model looks at
+
+
+def write_spot_model(path: Path) -> Path:
+    """`spot` (Keras 3, greyscale 32x32): its `spot` score depends on the pixels of SPOT only."""
+    import keras
+    path.mkdir(parents=True, exist_ok=True)
+    model = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(2, activation="softmax")])
+    region = np.zeros((32, 32), np.float32)
+    region[SPOT] = 0.1
+    # logit(spot) = 0.1 * sum(SPOT) - 3.2: a lit SPOT scores 0.96, and every pixel there counts.
+    kernel = np.stack([np.zeros(32 * 32, np.float32), region.reshape(-1)], axis=1)
+    model.layers[-1].set_weights([kernel, np.array([0.0, -3.2], np.float32)])
+    (path / "model.json").write_text(model.to_json())
+    model.save_weights(str(path / "model.weights.h5"))
+    (path / "labels.txt").write_text("plain\nspot\n")
+    (path / "model.yaml").write_text("title: Spot\ndescription: Whether one region of the image is lit.\n")
+    return path
+
+
+def spot_image(lit: bool = True, noise: float = 0.0, seed: int = 0) -> Image.Image:
+    """A 32x32 greyscale image, SPOT lit or not, with optional uniform noise (0..noise of full scale)."""
+    pixels = np.random.default_rng(seed).uniform(0, noise * 255, (32, 32))
+    if lit:
+        pixels[SPOT] = 255
+    return Image.fromarray(pixels.round().astype(np.uint8), "L")

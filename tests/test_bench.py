@@ -22,7 +22,8 @@ def test_bench_smoke_run_writes_every_section(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     text = output.read_text()
     for heading in ("## Targets", "(a) in-process limit", "(b) this server", "(c) naive baseline",
-                    "(d) HTTP floor", "(f) peers", "(g) other routes", "Open Inference V2", "Not run: no peers venv", "## int8 artifact",
+                    "(d) HTTP floor", "(f) peers", "(g) other routes", "Open Inference V2",
+                    "(h) explanations", "Not run: no peers venv", "## int8 artifact",
                     "MobileNetV2 int8, 224x224 JPEG", "Process-model variants", "HTTP front ends", "## Soak", "digits, PNG", "1024x768 JPEG"):
         assert heading in text, heading
     results = json.loads(output.with_suffix(".json").read_text())
@@ -33,6 +34,9 @@ def test_bench_smoke_run_writes_every_section(tmp_path: Path) -> None:
     assert results["int8"]["served"] and results["int8"]["bytes"] > 0
     for entry in results["protocols"].values():
         assert all(r["requests"] > 0 and r["errors"] == 0 for r in entry["runs"])
+    explained = results["explanations"]
+    assert explained["explanation grid 8, PNG overlay"]["requests"] > 0 and explained["prediction"]["passes"] == 1
+    assert explained["explanation grid 16, JSON"]["passes"] == 257
     assert output.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     default = next(iter(results["fronts"].values()))
     assert default["slow_clients"]["failed"] == 0 and default["load"]["runs"][0]["errors"] == 0

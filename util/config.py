@@ -44,6 +44,10 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
     "LOG_FORMAT": ("", str, "json or text log lines; empty = json where DYNO is set (Heroku), else text"),
     "MODEL_POLL_SECONDS": (5.0, float, "seconds between looks at MODELS_DIR for new, changed or removed versions and "
                                        "models (each worker looks itself); 0 = never"),
+    "EXPLANATION_GRID": (8, int, "default occlusion grid of POST /<model>/explanation (grid x grid patches)"),
+    "EXPLANATION_MAX_PASSES": (256, int, "most occluded forward passes one explanation may ask for (grid x grid; "
+                                         "the largest grid is its square root)"),
+    "DEMO_PAGE": (True, _bool, "serve the demo page at /demo (false: no page, no link)"),
     "PRELOAD_MODELS": (False, _bool, "load every model in create_app (gunicorn loads them after fork instead)"),
 }
 

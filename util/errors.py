@@ -53,6 +53,10 @@ class PayloadTooLarge(ServiceError):
     status, code = 413, "payload_too_large"
 
 
+class NotAcceptable(ServiceError):
+    status, code = 406, "not_acceptable"
+
+
 class UnsupportedMediaType(ServiceError):
     status, code = 415, "unsupported_media_type"
 
