@@ -2,6 +2,8 @@
 overlay or JSON. Translation only: the map is util/serve/explain.py's, over the one prediction path."""
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from flask import Response, request
 from flask_restx import Namespace, reqparse
 from werkzeug.datastructures import FileStorage
@@ -51,9 +53,9 @@ class Explanation(ModelResource):
                        "default), or the grid as JSON (Accept: application/json)", schemas.explanation)
     def post(self) -> Response | dict:
         """Explain a prediction: how much each region of the image supports the label (occlusion map)."""
-        return self.explain(None)
+        return self.explained(None)
 
-    def explain(self, version: int | None) -> Response | dict:
+    def explained(self, version: int | None) -> Response | dict:
         served = self.served(version)
         wanted = request.accept_mimetypes.best_match(TYPES) if request.accept_mimetypes else TYPES[0]
         if wanted is None:
@@ -68,9 +70,10 @@ class Explanation(ModelResource):
         assert served.plan is not None
         png = overlay_png(data, result.drops, served.plan.image_shape, served.plan.preprocessing,
                           served.settings["MAX_IMAGE_PIXELS"])
-        # The figures a page shows next to the picture travel with it.
+        # The figures a page shows next to the picture travel with it; the label percent-encoded, as
+        # header values are Latin-1 and labels need not be.
         return Response(png, mimetype="image/png", headers={
-            "X-Explanation-Label": result.label, "X-Baseline-Confidence": f"{result.baseline:.6f}",
+            "X-Explanation-Label": quote(result.label, safe=""), "X-Baseline-Confidence": f"{result.baseline:.6f}",
             "X-Explanation-Passes": str(result.passes), "X-Explanation-Measure": result.measure, "Vary": "Accept"})
 
 
@@ -80,7 +83,7 @@ class VersionExplanation(Explanation):
     @doc.response(200, "As for the default version", schemas.explanation)
     def post(self, version: int) -> Response | dict:  # type: ignore[override]
         """Explain a prediction of one version (occlusion map)."""
-        return self.explain(version)
+        return self.explained(version)
 
 
 def add_routes(ns: Namespace, group: ModelGroup, secured: dict) -> None:

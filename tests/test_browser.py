@@ -17,6 +17,16 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 SCREENSHOT = ROOT / "test-output" / "swagger-ui.png"
 
 
+def try_out(page, url: str, operation_id: str):  # type: ignore[no-untyped-def]
+    """Open the Swagger UI at `url`, unfold the digits section and `operation_id`, press "Try it out"."""
+    page.goto(f"{url}/")
+    page.locator("#operations-tag-digits").click()
+    operation = page.locator(f"#operations-digits-{operation_id}")
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    return operation
+
+
 def test_swagger_ui_classifies_an_uploaded_digit(live_server: str, tmp_path: Path, digits_split) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect, sync_playwright
 
@@ -33,11 +43,7 @@ def test_swagger_ui_classifies_an_uploaded_digit(live_server: str, tmp_path: Pat
         try:
             page = context.new_page()
             page.on("request", lambda request: requested.append(request.url))
-            page.goto(f"{live_server}/")
-            page.locator("#operations-tag-digits").click()
-            operation = page.locator("#operations-digits-predict_digits")
-            operation.locator(".opblock-summary").click()
-            operation.locator("button.try-out__btn").click()
+            operation = try_out(page, live_server, "predict_digits")
             operation.locator("input[type=file]").set_input_files(str(upload))
             operation.locator("button.execute").click()
             answer = operation.locator(".live-responses-table .response-col_description pre").first
@@ -71,11 +77,7 @@ def test_swagger_ui_authorize_then_predict(keyed_server: str, tmp_path: Path) ->
             str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS)
         try:
             page = context.new_page()
-            page.goto(f"{keyed_server}/")
-            operation = page.locator("#operations-digits-predict_digits")
-            page.locator("#operations-tag-digits").click()
-            operation.locator(".opblock-summary").click()
-            operation.locator("button.try-out__btn").click()
+            operation = try_out(page, keyed_server, "predict_digits")
             operation.locator("input[type=file]").set_input_files(str(upload))
             operation.locator("button.execute").click()  # no key yet: refused
             status = operation.locator(".live-responses-table tr.response .response-col_status").first
@@ -112,12 +114,7 @@ def test_swagger_ui_sends_several_images_to_the_batch_route(live_server: str, tm
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS)
         try:
-            page = context.new_page()
-            page.goto(f"{live_server}/")
-            page.locator("#operations-tag-digits").click()
-            operation = page.locator("#operations-digits-predict_many_digits")
-            operation.locator(".opblock-summary").click()
-            operation.locator("button.try-out__btn").click()
+            operation = try_out(context.new_page(), live_server, "predict_many_digits")
             operation.locator("input[type=file][multiple]").set_input_files([str(p) for p in uploads])
             operation.locator("button.execute").click()
             status = operation.locator(".live-responses-table tr.response .response-col_status").first

@@ -186,3 +186,19 @@ def test_swagger_documents_both_answers(spot_app) -> None:  # type: ignore[no-un
     assert operation["produces"] == ["image/png", "application/json"]
     assert {p["name"] for p in operation["parameters"]} >= {"image", "label", "grid"}
     assert "/spot/versions/{version}/explanation" in spec["paths"]
+
+
+def test_a_label_outside_latin_1_travels_percent_encoded(spot_dir: Path, tmp_path: Path) -> None:
+    import shutil
+    from urllib.parse import unquote
+
+    from util.build.compile import compile_model
+    from util.serve.spec import discover
+    shutil.copytree(spot_dir / "spot", tmp_path / "spot")
+    (tmp_path / "spot" / "labels.txt").write_text("plain\nsoleil ☀ 太陽\n", encoding="utf-8")
+    compile_model(discover(tmp_path)[0])
+    client = make_app(tmp_path).test_client()
+    answer = explain(client, builders.spot_image(), headers={}, grid=2)
+    assert answer.status_code == 200 and unquote(answer.headers["X-Explanation-Label"]) == "soleil ☀ 太陽"
+    named = explain(client, builders.spot_image(), grid=2, label="soleil ☀ 太陽").get_json()
+    assert named["label"] == "soleil ☀ 太陽"

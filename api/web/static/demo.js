@@ -40,6 +40,15 @@
     return "The server answered " + response.status + " " + response.statusText + ".";
   }
 
+  // POST the image (and any extra fields) to one of the model's routes; a network failure throws.
+  function send(route, file, accept, extra) {
+    const form = new FormData();
+    form.append("image", file, file.name || "image.png");
+    Object.entries(extra || {}).forEach(([name, value]) => form.append(name, value));
+    return fetch("/" + encodeURIComponent(model.value) + "/" + route,
+                 { method: "POST", body: form, headers: headers({ Accept: accept }) });
+  }
+
   function choose(file) {
     if (!file) return;
     fail("");
@@ -61,14 +70,11 @@
   async function classify() {
     if (!state.file) return;
     const ticket = ++state.request; // an answer to an older request is dropped
-    const form = new FormData();
-    form.append("image", state.file, state.file.name || "image.png");
     say("Classifying…");
     const started = performance.now();
     let response;
     try {
-      response = await fetch("/" + encodeURIComponent(model.value) + "/prediction",
-                             { method: "POST", body: form, headers: headers({ Accept: "application/json" }) });
+      response = await send("prediction", state.file, "application/json");
     } catch (error) {
       if (ticket === state.request) { say(""); fail("The server cannot be reached (" + error.message + ")."); }
       return;
@@ -127,16 +133,12 @@
     if (!state.file) return;
     if (state.overlayFor === state.file) { overlay.hidden = false; return; }
     const file = state.file;
-    const form = new FormData();
-    form.append("image", file, file.name || "image.png");
-    // Log-odds: a confident model's probability barely moves, its evidence still does.
-    form.append("measure", "log_odds");
     $("explain-note").textContent = "Computing the explanation…";
     const started = performance.now();
     let response;
     try {
-      response = await fetch("/" + encodeURIComponent(model.value) + "/explanation",
-                             { method: "POST", body: form, headers: headers({ Accept: "image/png" }) });
+      // Log-odds: a confident model's probability barely moves, its evidence still does.
+      response = await send("explanation", file, "image/png", { measure: "log_odds" });
     } catch (error) {
       $("explain-note").textContent = "";
       fail("The explanation could not be fetched (" + error.message + ").");
@@ -149,7 +151,7 @@
       return;
     }
     const blob = await response.blob();
-    const label = response.headers.get("X-Explanation-Label");
+    const label = decodeURIComponent(response.headers.get("X-Explanation-Label") || "");
     if (overlay.src) URL.revokeObjectURL(overlay.src);
     overlay.onload = () => {
       overlay.hidden = !$("explain").checked;
