@@ -20,7 +20,8 @@ SCHEMES = {
 SECURITY = ["apikey", "bearer"]  # either one
 # API_KEYS_OPEN names -> the paths they keep open: a path ending in "/" opens everything under it,
 # any other only itself (a model named `metrics2` or `demo-x` stays protected).
-OPEN_PREFIXES = {"health": ("/health/",), "metrics": ("/metrics",), "docs": ("/swagger.json", "/swaggerui/", "/ui/", "/demo")}
+OPEN_PREFIXES = {"health": ("/health/",), "metrics": ("/metrics",),
+                 "docs": ("/swagger.json", "/swaggerui/", "/ui/", "/demo")}
 
 
 def load_keys(settings: dict[str, Any]) -> tuple[bytes, ...]:

@@ -127,3 +127,27 @@ def test_swagger_ui_sends_several_images_to_the_batch_route(live_server: str, tm
     assert [r["filename"] for r in results] == ["digit-3.png", "digit-8.png", "notes.txt"]
     assert [r.get("label") for r in results[:2]] == ["3", "8"]
     assert results[2]["status"] == 400 and results[2]["error"] == "invalid_image", results[2]
+
+
+def test_swagger_ui_shows_the_explanation_image(live_server: str, tmp_path: Path,
+                                                digits_split) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect, sync_playwright
+
+    from scripts.digits import render, to_png
+    _, _, x_test, _ = digits_split
+    upload = tmp_path / "digit.png"
+    upload.write_bytes(to_png(render(x_test[0])))
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        try:
+            operation = try_out(context.new_page(), live_server, "explain_digits")
+            operation.locator("input[type=file]").set_input_files(str(upload))
+            operation.locator("button.execute").click()
+            status = operation.locator(".live-responses-table tr.response .response-col_status").first
+            expect(status).to_contain_text("200", timeout=20_000)
+            picture = operation.locator(".live-responses-table .response-col_description img").first
+            expect(picture).to_be_visible()
+            assert picture.evaluate("e => e.complete && e.naturalWidth") >= 256
+        finally:
+            context.close()
