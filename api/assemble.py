@@ -66,7 +66,7 @@ def create_api(app: Flask, registry: Registry, version: str) -> Api:
     app.config.setdefault("RESTX_MASK_SWAGGER", False)
     app.request_class = StrictRequest
     keys = auth.load_keys(app.config)
-    description = DESCRIPTION + (DEMO_LINK if demo.install(app) else "")
+    description = DESCRIPTION + (DEMO_LINK if demo.install(app, bool(keys)) else "")
     api = Api(app, version=version, title="Keras image classification API", description=description,
               doc="/", catch_all_404s=True, authorizations=auth.SCHEMES if keys else None)
     auth.install(app, keys)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, render_template
 
-from api import auth
-
 demo = Blueprint("demo", __name__, template_folder="web/templates")
 
 
@@ -21,12 +19,13 @@ def page() -> str:
                "labels": len(model.spec.labels), "version": model.spec.version}
               for name, model in sorted(registry.models.items())]
     return render_template("demo.html", models=models, max_bytes=current_app.config["MAX_CONTENT_LENGTH"],
-                           needs_key=bool(auth.load_keys(current_app.config)))
+                           needs_key=current_app.extensions["demo"]["needs_key"])
 
 
-def install(app: Flask) -> bool:
-    """Serve the page unless DEMO_PAGE is false; whether it is served."""
+def install(app: Flask, needs_key: bool) -> bool:
+    """Serve the page unless DEMO_PAGE is false (`needs_key`: the API keys are set); whether it is served."""
     if not app.config["DEMO_PAGE"]:
         return False
+    app.extensions["demo"] = {"needs_key": needs_key}
     app.register_blueprint(demo)
     return True

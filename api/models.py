@@ -13,6 +13,7 @@ from werkzeug.exceptions import BadRequest
 from api import schemas
 from api.protocols import batch_limit
 from util.errors import InvalidParameter, MalformedRequest, MissingImage, UnsupportedMediaType
+from util.serve.explain import label_index
 from util.serve.registry import ServedModel
 from util.serve.versions import ModelGroup
 
@@ -42,13 +43,15 @@ class OneOf:
     """A reqparse type that takes one of a model's labels and declares them as the spec's enum."""
 
     def __init__(self, model: str, labels: list[str]) -> None:
+        # Names only, no model: flask-restx deep-copies parser types when it writes the spec.
         self.model, self.labels = model, labels
         self.__schema__ = {"type": "string", "enum": labels}
 
     def __call__(self, raw: Any) -> str:
-        if raw not in self.labels:
-            shown = ", ".join(self.labels[:20]) + (", ..." if len(self.labels) > 20 else "")
-            raise ValueError(f"label {raw!r} is not one of model {self.model}'s labels: {shown}")
+        try:
+            label_index(self.model, self.labels, raw)  # the one check, and its message, for every caller
+        except InvalidParameter as exc:
+            raise ValueError(exc.message) from None
         return str(raw)
 
 
@@ -143,7 +146,6 @@ class ModelResource(Resource):
         # Undeclared for a model that is not multi-label: passed on raw so predict can say why not.
         threshold = args["threshold"] if "threshold" in args else request.values.get("threshold")
         return served.predict(args["image"].read(), args.get("top_k"), threshold)
-
 
     def predict_many(self, version: int | None) -> dict:
         served = self.served(version)

@@ -11,6 +11,7 @@ EXPLANATION_MAX_PASSES.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,15 +53,9 @@ def max_grid(image_shape: tuple[int, int, int], max_passes: int) -> int:
 
 def grid_bound(model: ServedModel) -> int:
     """The largest grid `model` allows, known before it is loaded (from its compiled manifest) where possible."""
-    from util.serve.artifacts import artifact_status  # the manifest read is only needed before loading
-    from util.serve.plan import make_plan
-    limit = model.settings["EXPLANATION_MAX_PASSES"]
-    if model.plan is not None:
-        return max_grid(model.plan.image_shape, limit)
-    try:
-        return max_grid(make_plan(model.spec, artifact_status(model.spec)[1] or {}).image_shape, limit)
-    except Exception:  # an unreadable manifest: the bound is checked again, exactly, once loaded
-        return max_grid((4096, 4096, 3), limit)
+    plan = model.plan_hint()
+    # An unreadable manifest: the bound is checked again, exactly, once loaded.
+    return max_grid(plan.image_shape if plan else (4096, 4096, 3), model.settings["EXPLANATION_MAX_PASSES"])
 
 
 def cells(height: int, width: int, grid: int) -> list[tuple[slice, slice]]:
@@ -79,13 +74,12 @@ def occluded(x: np.ndarray, patches: list[tuple[slice, slice]]) -> np.ndarray:
     return batch
 
 
-def label_index(model: ServedModel, label: str) -> int:
-    """The index of a label the request names (a 400 listing the labels if there is none such)."""
-    labels = list(model.spec.labels)
+def label_index(name: str, labels: Sequence[str], label: str) -> int:
+    """The index of a label a request names for model `name` (a 400 listing the labels if there is none such)."""
     if label not in labels:
         shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
-        raise InvalidParameter(f"label {label!r} is not one of model {model.spec.name}'s labels: {shown}")
-    return labels.index(label)
+        raise InvalidParameter(f"label {label!r} is not one of model {name}'s labels: {shown}")
+    return list(labels).index(label)
 
 
 def evidence(scores: np.ndarray, index: int, multilabel: bool) -> np.ndarray:
@@ -110,7 +104,7 @@ def explain(model: ServedModel, x: np.ndarray, grid: int | None = None, label: s
         raise InvalidParameter(f"grid must be from 1 to {allowed} for model {model.spec.name} (at most "
                                f"EXPLANATION_MAX_PASSES={limit} occluded passes, a cell at least one pixel), "
                                f"got {grid}")
-    named = label_index(model, label) if label else None  # refused before any pass is run
+    named = label_index(model.spec.name, model.spec.labels, label) if label else None  # refused before any pass is run
     patches = cells(x.shape[0], x.shape[1], grid)
     # The whole image rides in the first chunk: one batch fewer than running it alone.
     rows = [model.scores(np.concatenate([x[None], occluded(x, patches[:CHUNK - 1])]))]

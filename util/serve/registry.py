@@ -83,17 +83,21 @@ class ServedModel:
                      self.spec.format, "x".join(map(str, plan.image_shape)), plan.size_from,
                      plan.preprocessing.scale, plan.scale_from, plan.outputs.kind, plan.output_from, size, delay)
 
+    def plan_hint(self) -> Plan | None:
+        """The plan in force, or before loading the one its compiled manifest gives (None if unreadable)."""
+        if self.plan is not None:
+            return self.plan
+        try:
+            return make_plan(self.spec, artifact_status(self.spec)[1] or {})
+        except (KeyError, TypeError, ServiceError):
+            return None
+
     def multilabel_hint(self) -> bool:
         """Whether the model is multi-label, from model.yaml or its manifest, before it is loaded."""
-        if self.plan is not None:
-            return self.plan.outputs.multilabel
-        if self.spec.output:
+        if self.plan is None and self.spec.output:
             return self.spec.output in MULTILABEL
-        try:
-            manifest = artifact_status(self.spec)[1] or {}
-            return make_plan(self.spec, manifest).outputs.multilabel
-        except (KeyError, TypeError, ServiceError):
-            return False
+        plan = self.plan_hint()
+        return bool(plan and plan.outputs.multilabel)
 
     def manifest_units(self, runtime: Runtime) -> int:
         output = (self.manifest or {}).get("output") or {}
