@@ -39,7 +39,10 @@ def create_app(config: Mapping[str, Any] | None = None, registry: Registry | Non
     app = Flask(__name__)
     app.config.update(load_settings(config))
     logs.configure(app.config["LOG_FORMAT"] or None)
-    registry = registry or Registry(app.config)
+    if registry is None:
+        registry = Registry(app.config)
+        if app.config["PRELOAD_MODELS"]:  # before the routes: a version that fails leaves an older one
+            registry.load_all()
     app.extensions["registry"] = registry
     requestlog.install(app)  # first, so even a request refused by the API key check has its id
     create_api(app, registry, __version__)
@@ -61,8 +64,6 @@ def create_app(config: Mapping[str, Any] | None = None, registry: Registry | Non
         # Outside flask-restx routes too, an unforeseen failure is JSON, logged with its traceback.
         return internal_error(exc), 500
 
-    if app.config["PRELOAD_MODELS"]:
-        registry.load_all()
     return app
 
 
@@ -75,8 +76,8 @@ def rebuild_routes(app: Flask) -> None:
 
 
 def watch_models(app: Flask) -> None:
-    """Poll MODELS_DIR every MODEL_POLL_SECONDS (gunicorn starts this in each worker). Versions swap
-    inside the registry; when a model name comes or goes, the routes and the spec are rebuilt."""
+    """Poll MODELS_DIR (a directory or a store) every MODEL_POLL_SECONDS (gunicorn starts this in each worker).
+    Versions swap inside the registry; when a model name comes or goes, the routes and the spec are rebuilt."""
     app.extensions["registry"].watch(app.config["MODEL_POLL_SECONDS"], lambda: rebuild_routes(app))
 
 

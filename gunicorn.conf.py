@@ -1,7 +1,7 @@
 """gunicorn settings for the Procfile, Docker and `make run` (gunicorn also reads this file by default).
 
 Models load in each worker after fork (`post_worker_init`): interpreters are never shared
-across processes, and a model that cannot load stops the server with its reason.
+across processes. A version that cannot load is reported and the newest one that can serves.
 """
 import os
 import shutil
@@ -61,9 +61,11 @@ def _registry(worker):  # noqa: ANN001, ANN202
 def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
     registry = _registry(worker)
     if registry is not None:  # bench/ servers are plain Flask apps
-        registry.load_all()
-        from application import watch_models  # already imported by the worker: its app
-        watch_models(getattr(worker, "flask_app", None) or worker.wsgi)  # each worker sees changes itself
+        from application import rebuild_routes, watch_models  # already imported by the worker: its app
+        app = getattr(worker, "flask_app", None) or worker.wsgi
+        if registry.load_all():  # a version failed to load and an older one serves, or none does
+            rebuild_routes(app)
+        watch_models(app)  # each worker sees changes itself
 
 
 def worker_exit(server, worker):  # noqa: ANN001

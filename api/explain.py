@@ -13,7 +13,7 @@ from api.models import Bounded, ModelResource, OneOf, doc, parse
 from util.errors import NotAcceptable
 from util.serve.explain import MEASURES, explain, grid_bound
 from util.serve.heatmap import overlay_png
-from util.serve.registry import ServedModel
+from util.serve.served import ServedModel
 from util.serve.versions import ModelGroup
 
 TYPES = ["image/png", "application/json"]

@@ -24,23 +24,22 @@ class Liveness(Resource):
 
 @ns.route("/ready")
 class Readiness(Resource):
-    @ns.response(200, "Every model is loaded", schemas.health)
-    @ns.response(503, "A model is still loading or failed to load, or a worker has not started yet", schemas.health)
+    @ns.response(200, "Models serve (versions or models that failed, and a store error, under `failures`)",
+                 schemas.health)
+    @ns.response(503, "No model serves, or a worker has not started yet", schemas.health)
     def get(self) -> tuple[dict, int]:
-        """Report whether every model is loaded, loading them on first call."""
+        """Report whether the models serve (failed versions listed), loading them on first call."""
         reg = registry()
-        try:
-            reg.load_all()
-        except Exception as exc:  # report, don't crash: the probe's job is to say "not ready"
-            return {"status": "failed", "message": str(exc),
-                    "models": {n: m.ready for n, m in reg.models.items()}}, 503
-        failures = {name: ({"model": group.error} if group.error else {})
-                    | {f"v{v}": message for v, message in group.failures.items()}
-                    for name, group in reg.groups.items() if group.error or group.failures}
+        reg.load_all()  # a version that fails is reported below, and an older one serves if it can
+        failures = reg.failures()
+        models = {n: m.ready for n, m in reg.models.items()}
+        if not models and failures:  # nothing at all to serve: no traffic should come here
+            reasons = "; ".join(f"{name} {key}: {why}" for name, rows in failures.items() for key, why in rows.items())
+            return {"status": "failed", "message": f"no model serves: {reasons}", "models": models,
+                    "failures": failures}, 503
         waiting = balance.all_started()
         if waiting:  # traffic sent now would all land on the workers already up
             return {"status": "starting", "message": f"{waiting[0]} of {waiting[1]} workers serving",
-                    "models": {n: m.ready for n, m in reg.models.items()}}, 503
-        # Still ready: every model keeps a serving version (a failed new one never replaced it).
-        return {"status": "ok", "models": {n: m.ready for n, m in reg.models.items()},
-                **({"failures": failures} if failures else {})}, 200
+                    "models": models}, 503
+        # Still ready while any model serves: a failed version or model leaves the others serving.
+        return {"status": "ok", "models": models, **({"failures": failures} if failures else {})}, 200

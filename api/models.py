@@ -14,7 +14,7 @@ from api import schemas
 from api.protocols import batch_limit
 from util.errors import InvalidParameter, MalformedRequest, MissingImage, UnsupportedMediaType
 from util.serve.explain import label_index
-from util.serve.registry import ServedModel
+from util.serve.served import ServedModel
 from util.serve.versions import ModelGroup
 
 # Resources are shared by every model namespace; this one only carries their documentation.

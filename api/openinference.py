@@ -19,7 +19,7 @@ from flask_restx import Namespace
 from api import schemas
 from api.protocols import ErrorFieldResource, batch_limit, decode_base64
 from util.errors import InvalidParameter, NotFound
-from util.serve.registry import ServedModel
+from util.serve.served import ServedModel
 
 ns = Namespace("open-inference-v2", path="/v2",
                description="Open Inference Protocol (V2) as KServe and Triton speak it, with the classification "
@@ -190,11 +190,11 @@ class V2Live(ErrorFieldResource):
 @ns.route("/health/ready")
 class V2Ready(ErrorFieldResource):
     @ns.response(200, "Every model serves a loaded version")
-    @ns.response(503, "A model has no serving version", schemas.v2_error)
+    @ns.response(503, "A model is loading or has no version that serves", schemas.v2_error)
     def get(self) -> Any:
-        """200 when every model serves a loaded version."""
+        """200 when every model serves a loaded version (a pod takes no traffic before)."""
         registry = current_app.extensions["registry"]
-        return ({}, 200) if registry.ready else ({"error": "not every model is loaded"}, 503)
+        return ({}, 200) if registry.all_serving else ({"error": "not every model is loaded"}, 503)
 
 
 @ns.route("/models/<string:name>")

@@ -88,6 +88,9 @@ model_info = Model("ModelInfo", {
                             description="Every version this worker serves or failed to load (GET /<model>/ only)"),
     "inference": fields.Raw(description="LiteRT interpreters in each worker (null for Keras or before loading)",
                             example={"lanes": 1, "lane_threads": 1, "solo_threads": 2, "solo_speedup": 1.9}),
+    "answers_checked": fields.Integer(description="Images answered as Keras did at compile before this version "
+                                                  "served (0: a bare .tflite, nothing recorded)", example=30),
+    "published": fields.Boolean(description="Served from compiled files only (a model store or KServe copy)"),
 })
 
 health = Model("Health", {

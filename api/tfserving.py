@@ -17,7 +17,7 @@ from flask_restx import Namespace
 from api import schemas
 from api.protocols import ErrorFieldResource, batch_limit, decode_base64
 from util.errors import InvalidParameter, NotFound, ServiceError
-from util.serve.registry import ServedModel
+from util.serve.served import ServedModel
 
 INPUT = "image"  # the name of the model's one input in requests and metadata
 ns = Namespace("tensorflow-serving", path="/v1/models",

@@ -9,9 +9,12 @@ import argparse
 import asyncio
 import base64
 import json
+import ssl
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 BOUNDARY = "bench" + uuid.uuid4().hex
@@ -26,24 +29,29 @@ def part(image: bytes, filename: str, field: str) -> bytes:
             f"Content-Type: application/octet-stream\r\n\r\n").encode() + image + b"\r\n"
 
 
-def request(host: str, path: str, body: bytes, content_type: str = f"multipart/form-data; boundary={BOUNDARY}") -> bytes:
+def request(host: str, path: str, body: bytes, content_type: str = f"multipart/form-data; boundary={BOUNDARY}",
+            extra: str = "") -> bytes:
     head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n")
+            f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n{extra}\r\n")
     return head.encode() + body
 
 
-def bodies(host: str, path: str, images: list[Path], kind: str) -> list[bytes]:
-    """Pre-encoded requests: `native` (one `image`), `batch4` (four `images`), `v2` (Open Inference JSON)."""
+def bodies(host: str, path: str, images: list[Path], kind: str, headers: dict[str, str] | None = None) -> list[bytes]:
+    """Pre-encoded requests: `native` (one `image`), `batch4` (four `images`), `v2` (Open Inference JSON);
+    `headers` are added to each (a `Host` among them replaces the URL's: an ingress by IP)."""
+    given = {k.lower(): (k, v) for k, v in (headers or {}).items()}
+    host = given.pop("host", ("Host", host))[1]
+    extra = "".join(f"{k}: {v}\r\n" for k, v in given.values())
     data = [(p.read_bytes(), p.name) for p in images]
     if kind == "batch4":
         groups = [[data[(i + j) % len(data)] for j in range(4)] for i in range(len(data))]
-        return [request(host, path, b"".join(part(d, n, "images") for d, n in g) + f"--{BOUNDARY}--\r\n".encode())
-                for g in groups]
+        return [request(host, path, b"".join(part(d, n, "images") for d, n in g) + f"--{BOUNDARY}--\r\n".encode(),
+                        extra=extra) for g in groups]
     if kind == "v2":
         return [request(host, path, json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
                                                             "data": [base64.b64encode(d).decode()]}]}).encode(),
-                        "application/json") for d, _ in data]
-    return [request(host, path, multipart(d, n)) for d, n in data]
+                        "application/json", extra) for d, _ in data]
+    return [request(host, path, multipart(d, n), extra=extra) for d, n in data]
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
@@ -64,8 +72,10 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 
 async def connection(host: str, port: int, payloads: list[bytes], offset: int, stop: float, warm: float,
-                     latencies: list[float], errors: list[int]) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
+                     latencies: list[float], errors: list[int], tls: ssl.SSLContext | None = None) -> None:
+    def connect() -> Any:
+        return asyncio.open_connection(host, port, ssl=tls, server_hostname=host if tls else None)
+    reader, writer = await connect()
     i = offset
     try:
         while (start := time.perf_counter()) < stop:
@@ -77,7 +87,7 @@ async def connection(host: str, port: int, payloads: list[bytes], offset: int, s
                 status, keep = 0, False
             if not keep:
                 writer.close()
-                reader, writer = await asyncio.open_connection(host, port)
+                reader, writer = await connect()
             if start >= warm:
                 latencies.append(time.perf_counter() - start)
                 if status != 200:
@@ -87,15 +97,17 @@ async def connection(host: str, port: int, payloads: list[bytes], offset: int, s
 
 
 async def run(url: str, images: list[Path], concurrency: int, duration: float, warmup: float,
-              kind: str = "native") -> dict:
+              kind: str = "native", headers: dict[str, str] | None = None) -> dict:
     parts = urlsplit(url)
-    payloads = bodies(parts.netloc, parts.path, images, kind)
+    payloads = bodies(parts.netloc, parts.path, images, kind, headers)
+    https = parts.scheme == "https"  # the system's trusted certificates (SSL_CERT_FILE for a private CA)
     latencies: list[float] = []
     errors: list[int] = []
     begin, cpu_begin = time.perf_counter(), time.process_time()
     warm, stop = begin + warmup, begin + warmup + duration
-    await asyncio.gather(*(connection(parts.hostname or "127.0.0.1", parts.port or 80, payloads, c, stop, warm,
-                                      latencies, errors) for c in range(concurrency)))
+    await asyncio.gather(*(connection(parts.hostname or "127.0.0.1", parts.port or (443 if https else 80), payloads,
+                                      c, stop, warm, latencies, errors, ssl.create_default_context() if https else None)
+                           for c in range(concurrency)))
     elapsed = time.perf_counter() - warm
     cpu_cores = (time.process_time() - cpu_begin) / (time.perf_counter() - begin)  # the generator's own share
     latencies.sort()
@@ -103,8 +115,9 @@ async def run(url: str, images: list[Path], concurrency: int, duration: float, w
     def pct(q: float) -> float:
         return 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
     return {"concurrency": concurrency, "requests": len(latencies), "errors": len(errors),
-            "throughput": len(latencies) / elapsed, "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
-            "loadgen_cores": cpu_cores}
+            "throughput": len(latencies) / elapsed, "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p95_ms": pct(0.95),
+            "p99_ms": pct(0.99), "loadgen_cores": cpu_cores,
+            "statuses": {str(s): n for s, n in sorted(Counter(errors).items())}}  # what the errors were (0: none)
 
 
 def main() -> None:

@@ -16,13 +16,15 @@ COLORS = ("red", "green", "blue")
 SHADES = ("dark", "light")
 
 
-def write_colors_model(path: Path, weights_name: str = "model.weights.h5") -> Path:
+def write_colors_model(path: Path, weights_name: str = "model.weights.h5", shift: int = 0) -> Path:
+    """`shift` rotates the answers (1: a red image is called green): the same shapes, another model."""
     import keras
     path.mkdir(parents=True, exist_ok=True)
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
                               keras.layers.Dense(3, activation="softmax")])
     # softmax(10 * (mean colour - 0.5)): the dominant channel wins.
-    model.layers[-1].set_weights([np.eye(3, dtype=np.float32) * 10, np.full(3, -5, np.float32)])
+    model.layers[-1].set_weights([np.roll(np.eye(3, dtype=np.float32), shift, axis=1) * 10,
+                                  np.full(3, -5, np.float32)])
     (path / "model.json").write_text(model.to_json())
     model.save_weights(str(path / "model.weights.h5"))
     if weights_name != "model.weights.h5":

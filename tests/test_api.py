@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,6 @@ from openapi_spec_validator import validate
 
 from application import create_app
 from tests import builders
-from util.errors import ModelLoadError
 
 
 def post(client, model: str, data: bytes, **form: str):  # type: ignore[no-untyped-def]
@@ -93,10 +93,15 @@ def test_readiness_is_503_with_reason_when_a_model_cannot_load(tmp_path: Path, m
     assert app.test_client().get("/health/live").status_code == 200
 
 
-def test_preload_refuses_to_start_naming_the_model(tmp_path: Path) -> None:
+def test_preload_starts_and_reports_a_model_that_cannot_load(tmp_path: Path) -> None:
     builders.write_colors_model(tmp_path / "colors")  # never compiled
-    with pytest.raises(ModelLoadError, match=r"colors.*model.tflite is missing.*AUTO_COMPILE is off"):
-        create_app({"MODELS_DIR": str(tmp_path), "AUTO_COMPILE": False, "PRELOAD_MODELS": True})
+    app = create_app({"MODELS_DIR": str(tmp_path), "AUTO_COMPILE": False, "PRELOAD_MODELS": True})
+    ready = app.test_client().get("/health/ready")
+    assert ready.status_code == 503, ready.get_json()  # nothing at all serves
+    assert re.search(r"no model serves: colors v1: .*colors.*model.tflite is missing.*AUTO_COMPILE is off",
+                     ready.get_json()["message"])
+    assert app.test_client().get("/health/live").status_code == 200
+    assert app.test_client().post("/colors/prediction").status_code == 404  # no version: no route
 
 
 def test_method_not_allowed_is_json(client) -> None:  # type: ignore[no-untyped-def]

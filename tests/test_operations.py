@@ -49,11 +49,11 @@ def test_request_id_is_kept_when_sane_and_made_otherwise(json_app, capsys: pytes
 
 def test_unexpected_error_is_logged_with_the_request_id_and_traceback(
         json_app, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    import util.serve.registry as registry
+    import util.serve.served as served
 
     def broken(*args: object, **kwargs: object) -> None:
         raise KeyError("injected")
-    monkeypatch.setattr(registry, "preprocess", broken)
+    monkeypatch.setattr(served, "preprocess", broken)
     answer = json_app.test_client().post("/colors/prediction", data=upload(), headers={"X-Request-ID": "boom-1"})
     assert answer.status_code == 500 and answer.get_json()["error"] == "internal_error"
     errors = [line for line in log_lines(capsys.readouterr().err) if line["level"] == "error"]

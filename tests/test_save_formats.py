@@ -212,11 +212,11 @@ def test_runtime_failure_is_inference_failed(app: Any, client: Any, monkeypatch:
 
 def test_unexpected_error_is_logged_not_shown(client: Any, monkeypatch: pytest.MonkeyPatch,
                                               caplog: pytest.LogCaptureFixture) -> None:
-    import util.serve.registry as registry
+    import util.serve.served as served
 
     def broken(*args: Any, **kwargs: Any) -> np.ndarray:
         raise KeyError("unexpected")
-    monkeypatch.setattr(registry, "preprocess", broken)
+    monkeypatch.setattr(served, "preprocess", broken)
     with caplog.at_level(logging.ERROR):
         response = post_red(client)
     assert response.status_code == 500 and response.mimetype == "application/json"

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from application import create_app, rebuild_routes
-from util.errors import ModelLoadError
 
 DIGITS = Path(__file__).resolve().parents[1] / "saved_models" / "digits" / "1"
 
@@ -89,8 +88,10 @@ def test_an_unserved_version_is_a_json_404_listing_the_served(models: Path, path
 
 
 def test_a_bad_policy_names_the_key(models: Path) -> None:
-    with pytest.raises(ModelLoadError, match="versions must be latest, all or a list"):
-        make_client(models, "versions: newest\n")
+    _, client = make_client(models, "versions: newest\n")
+    ready = client.get("/health/ready")  # the model is reported, not a crash at start
+    assert ready.status_code == 503, ready.get_json()
+    assert "versions must be latest, all or a list" in ready.get_json()["failures"]["digits"]["model"]
 
 
 def test_refresh_swaps_versions_keeps_a_good_one_and_reports_a_bad_one(models: Path) -> None:

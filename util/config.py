@@ -24,7 +24,13 @@ def _bool(value: str) -> bool:
 
 # name -> (default, parser, description); the README's configuration table mirrors this.
 SETTINGS: dict[str, tuple[Any, Callable[[str], Any], str]] = {
-    "MODELS_DIR": (str(ROOT / "saved_models"), str, "directory holding one sub-directory per model"),
+    "MODELS_DIR": (str(ROOT / "saved_models"), str,
+                   "directory holding one sub-directory per model, or s3://bucket/prefix (published models, "
+                   "fetched into MODEL_CACHE_DIR)"),
+    "MODEL_NAME": ("", str, "serve MODELS_DIR as this one model (its files, or its version directories): "
+                            "KServe's /mnt/models"),
+    "MODEL_CACHE_DIR": ("", str, "where models from an s3:// MODELS_DIR are kept; empty = keras-serve-models "
+                                 "under the system's temporary directory"),
     "MODEL_RUNTIME": ("auto", str, "auto (TFLite when verified, else Keras), tflite or keras"),
     "MAX_CONTENT_LENGTH": (10 * 1024 * 1024, int, "largest accepted request body in bytes (413 above)"),
     "BODY_TIMEOUT": (60.0, float, "seconds a request body may take to arrive in full (408 after)"),

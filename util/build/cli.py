@@ -19,9 +19,12 @@ def _models_dir(explicit: str | None) -> Path:
         return Path(explicit)
     try:
         from flask import current_app
-        return Path(current_app.config["MODELS_DIR"])
+        configured = str(current_app.config["MODELS_DIR"])
     except RuntimeError:  # not inside a Flask app context
-        return Path(load_settings()["MODELS_DIR"])
+        configured = str(load_settings()["MODELS_DIR"])
+    if "://" in configured:  # a store holds compiled files only: the tool chain works on sources
+        raise click.UsageError(f"MODELS_DIR is {configured}; give --models-dir, the directory with the sources")
+    return Path(configured)
 
 
 def _select(models_dir: Path, names: tuple[str, ...]) -> list[ModelSpec]:
@@ -87,6 +90,42 @@ def compile_command(names: tuple[str, ...], models_dir: str | None, tolerance: f
         for warning in (m.get("plan") or {}).get("warnings", []):
             click.echo(f"{spec.name} v{spec.version}: WARNING: {warning}", err=True)
         click.echo(f"{spec.name} v{spec.version} ({spec.format}): {describe(m)}", err=m["runtime"] == "keras")
+    if failed:
+        sys.exit(1)
+
+
+@models_cli.command("publish")
+@click.argument("names", nargs=-1)
+@click.option("--to", "url", required=True, help="s3://bucket/prefix (other stores: AWS_ENDPOINT_URL).")
+@click.option("--models-dir", default=None, help="Defaults to the app's MODELS_DIR.")
+@click.option("--tolerance", type=float, default=None, help="Max abs diff accepted when compiling (default 1e-4).")
+def publish_command(names: tuple[str, ...], url: str, models_dir: str | None, tolerance: float | None) -> None:
+    """Compile what is stale and upload every version the policy serves to a model store."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from util.build.publish import Publisher
+    if not url.startswith("s3://"):
+        raise click.UsageError(f"--to takes s3://bucket/prefix, not {url!r}")
+    root = _models_dir(models_dir)
+    specs = _select(root, names)
+    tolerance = load_settings()["COMPILE_TOLERANCE"] if tolerance is None else tolerance
+    try:
+        publisher = Publisher(url, click.echo)
+        failed = False
+        for spec in specs:
+            try:
+                if spec.format != "tflite" and artifact_status(spec)[0] != "fresh":
+                    from util.build.compile import compile_model
+                    click.echo(f"{spec.name} v{spec.version}: compiling ({describe(compile_model(spec, tolerance))})")
+                publisher.version(spec)
+            except ModelLoadError as exc:
+                click.echo(f"{spec.name} v{spec.version}: NOT PUBLISHED: {exc.message}", err=True)
+                failed = True
+        for name in dict.fromkeys(spec.name for spec in specs):
+            publisher.policy(name, root / name, {spec.path for spec in specs})
+    except (BotoCoreError, ClientError) as exc:
+        raise click.ClickException(f"the store {url} refused or cannot be reached: {exc}") from None
     if failed:
         sys.exit(1)
 

@@ -17,8 +17,10 @@ from typing import Any
 from util.build import formats
 from util.build.quantize import calibration_images
 from util.build.verify import verify
+from util.serve import answers
 from util.serve.artifacts import MANIFEST_FORMAT, source_hashes, tflite_manifest
 from util.serve.plan import Plan, make_plan
+from util.serve.runtimes import LiteRTRuntime
 from util.serve.spec import ModelSpec
 
 TOOLS = ("tensorflow", "tensorflow-cpu", "keras", "tf-keras", "ai-edge-litert", "numpy")
@@ -71,6 +73,21 @@ def quantize(spec: ModelSpec, source: formats.Source, plan: Plan, fp32: bytes,
     return info, quantized
 
 
+def recorded_answers(spec: ModelSpec, source: formats.Source, plan: Plan, flatbuffer: bytes | None,
+                     tolerance: float) -> dict[str, Any]:
+    """Keras' answers to the gate's images (util/serve/answers.py), and what the served artifact gives."""
+    images = answers.inputs(spec, plan)
+
+    def keras(batch: Any) -> Any:
+        return source.reference(batch.reshape(len(batch), *plan.tensor_shape))
+    names, reference = answers.scores_of(images, plan, keras)
+    served = reference
+    if flatbuffer:  # the Keras fallback serves the reference itself
+        runtime = LiteRTRuntime(flatbuffer, lane_threads=os.cpu_count() or 1, tensor_shape=plan.tensor_shape)
+        served = answers.scores_of(images, plan, runtime.predict)[1]
+    return answers.record(names, reference, served, tolerance)
+
+
 def compile_model(spec: ModelSpec, tolerance: float = 1e-4, seed: int = 0) -> dict[str, Any]:
     """Convert, verify and write model.tflite + manifest; fall back to Keras when conversion fails."""
     if spec.format == "tflite":  # served as is: the manifest only records what the graph says
@@ -107,6 +124,7 @@ def compile_model(spec: ModelSpec, tolerance: float = 1e-4, seed: int = 0) -> di
         **facts, "plan": plan.to_dict(), "verified": reason is None, "quantization": quantization,
         "verification": {"status": "weak" if verification.get("weak") else "verified", **verification}
         if reason is None else {"status": "failed", **verification},
+        "answers": recorded_answers(spec, source, plan, flatbuffer if reason is None else None, tolerance),
         "tools": tool_versions(), "compiled_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     write_atomic(spec.manifest, (json.dumps(manifest, indent=2) + "\n").encode())

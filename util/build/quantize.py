@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from util.build import probes
 from util.errors import ModelLoadError
+from util.serve import probes
 from util.serve.image import preprocess_image
 from util.serve.plan import Plan
 

@@ -23,7 +23,7 @@ from util.errors import ModelLoadError
 from util.serve.graph import graph_facts
 from util.serve.spec import ModelSpec
 
-MANIFEST_FORMAT = 2
+MANIFEST_FORMAT = 3  # 3: `answers` for the answer gate (util/serve/answers.py)
 
 
 def sha256(path: Path) -> str:
@@ -55,7 +55,12 @@ def artifact_status(spec: ModelSpec) -> tuple[str, dict[str, Any] | None]:
         return "fresh", manifest
     if manifest is None:
         return "missing", None
-    if manifest.get("format") != MANIFEST_FORMAT or manifest.get("sources") != source_hashes(spec):
+    if manifest.get("format") != MANIFEST_FORMAT:
+        return "stale", manifest
+    if spec.published:  # no sources to hash: the artifact must be the manifest's, and served by LiteRT
+        if manifest.get("runtime") != "tflite":
+            return "missing", manifest
+    elif manifest.get("sources") != source_hashes(spec):
         return "stale", manifest
     if ((manifest.get("quantization") or {}).get("mode") or "none") != spec.quantize:
         return "stale", manifest  # model.yaml asks for another quantization than was compiled
@@ -90,6 +95,11 @@ def ensure_compiled(spec: ModelSpec, models_dir: Path, tolerance: float, auto_co
     state, manifest = artifact_status(spec)
     if state == "fresh":
         return manifest  # type: ignore[return-value]
+    if spec.published:
+        raise ModelLoadError(spec.path, f"this version holds compiled files only and its model.tflite is {state} "
+                                        f"(compiled by an older release, or a file changed); run `flask --app "
+                                        f"application models publish {spec.name} --to <store>` where its sources "
+                                        "and requirements-dev.txt are")
     command = f"flask --app application models compile {spec.name}"
     if not auto_compile or not tensorflow_installed():
         why = "TensorFlow is not installed here" if auto_compile else "AUTO_COMPILE is off"

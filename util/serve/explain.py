@@ -20,7 +20,7 @@ import numpy as np
 from util.errors import InvalidParameter
 
 if TYPE_CHECKING:
-    from util.serve.registry import ServedModel
+    from util.serve.served import ServedModel
 
 # Rows per runtime call: large enough to amortise the call, small enough to interleave with
 # other requests between chunks (a chunk of 224x224x3 floats is 9.6 MB).

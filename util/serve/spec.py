@@ -60,10 +60,11 @@ class ModelSpec:
     threshold: float = 0.5
     quantize: str = "none"
     quantize_min_agreement: float = 0.99
+    published: bool = False  # compiled files only (from a store or a KServe copy): no sources to compile
 
     @property
     def artifact(self) -> Path:
-        return self.source if self.format == "tflite" else self.path / ARTIFACT
+        return self.source if self.format == "tflite" or self.published else self.path / ARTIFACT
 
     @property
     def manifest(self) -> Path:
@@ -76,6 +77,8 @@ class ModelSpec:
     @property
     def sources(self) -> tuple[Path, ...]:
         """Every file the served model is derived from (hashed to tell a stale artifact)."""
+        if self.published:
+            return ()
         if self.format == "json":
             return (self.source, self.weights)  # type: ignore[return-value]
         if self.format == "savedmodel":  # the version directory itself may be the SavedModel
@@ -189,13 +192,31 @@ def find_weights(path: Path, h5: list[Path]) -> Path:
     return h5[0]
 
 
-def read_spec(model_dir: Path, version: int | None = None) -> ModelSpec:
-    """Read and validate one version's files (the highest by default), naming the directory in every error."""
-    if not NAME_RE.match(model_dir.name):
+def published_format(path: Path, source: Path) -> str | None:
+    """The save format a compiled-only version came from (its manifest says), or None for a bare .tflite."""
+    if source.name != ARTIFACT or not (path / MANIFEST).is_file():
+        return None
+    try:
+        saved = json.loads((path / MANIFEST).read_text()).get("save_format")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return saved if saved in FORMATS and saved != "tflite" else None
+
+
+def read_spec(model_dir: Path, version: int | None = None, name: str | None = None) -> ModelSpec:
+    """Read and validate one version's files (the highest by default), naming the directory in every error.
+
+    `name` is the model's name where it is not the directory's (KServe's one-model directory)."""
+    name = name or model_dir.name
+    if not NAME_RE.match(name):
         raise ModelLoadError(model_dir, "model names may hold letters, digits, '.', '_' and '-' only")
     version, path = version_dir(model_dir, version)
     kind, source, weights = detect_format(path)
-    if kind == "json":
+    published = None
+    if kind == "tflite":  # model.tflite + a compiler's manifest and no sources: published, not bare
+        published = published_format(path, source)
+        kind = published or kind
+    if kind == "json" and not published:
         try:
             json.loads(source.read_text())
         except (ValueError, UnicodeDecodeError) as exc:
@@ -225,8 +246,9 @@ def read_spec(model_dir: Path, version: int | None = None) -> ModelSpec:
     if isinstance(agreement, bool) or not isinstance(agreement, (int, float)) or not 0 <= agreement <= 1:
         raise ModelLoadError(path, f"{METADATA}: quantize_min_agreement must be from 0 to 1, not {agreement!r}")
     return ModelSpec(
-        name=model_dir.name, version=version, path=path, format=kind, source=source, weights=weights,
-        labels=labels, title=str(meta.get("title") or model_dir.name),
+        name=name, version=version, published=published is not None, path=path, format=kind, source=source,
+        weights=weights,
+        labels=labels, title=str(meta.get("title") or name),
         description=str(meta.get("description") or ""), preprocessing=preprocessing, explicit=frozenset(raw),
         batching={k: BATCHING_KEYS[k][0](v) for k, v in batching.items()}, output=output,
         threshold=float(threshold), quantize=quantize, quantize_min_agreement=float(agreement))

@@ -47,6 +47,7 @@ class ModelGroup:
         self.versions: dict[int, Any] = {}  # version -> ServedModel, replaced whole on every change
         self.failures: dict[int, str] = {}  # version -> why it is not served
         self.error: str | None = None  # why the model directory itself cannot be read (model.yaml)
+        self.pending: dict[int, str] = {}  # versions the store holds but does not offer yet (unpublished)
         self._loaded: dict[int, Signature] = {}  # what each served version was loaded from
         self._failed: dict[int, Signature] = {}  # what each failure was seen on (logged once per change)
 
@@ -71,22 +72,22 @@ class ModelGroup:
         """Each known version: serving (and whether it is the default) or failed, with the reason."""
         default = self.default().spec.version if self.versions else None
         rows = [{"version": v, "state": "serving", "default": v == default} for v in self.versions]
+        failed = {**self.pending, **self.failures}
         rows += [{"version": v, "state": "failed", "default": False, "error": m}
-                 for v, m in self.failures.items() if v not in self.versions]
+                 for v, m in failed.items() if v not in self.versions]
         return sorted(rows, key=lambda r: r["version"])
 
 
-def refresh_group(group: ModelGroup, make: Callable[[Any], Any], strict: bool = False) -> None:
+def refresh_group(group: ModelGroup, make: Callable[[Any], Any]) -> None:
     """Bring `group` to what its directory holds now.
 
-    `make(spec)` returns a loaded ServedModel or raises. With `strict` (start-up) the first
-    failure is raised instead of recorded."""
+    `make(spec)` returns a ServedModel (loaded, except at start-up before the fork) or raises.
+    When no wanted version can serve and nothing serves yet, the newest older version that
+    can serve does: at start as in hot reload, one bad version is never an outage."""
     try:
         group.policy = read_policy(group.dir)
         on_disk = version_dirs(group.dir)
     except (ModelLoadError, OSError) as exc:
-        if strict:
-            raise
         if group.error != str(exc):
             log.error("model %s: %s; still serving %s", group.name, exc,
                       ", ".join(f"v{v}" for v in group.versions) or "nothing")
@@ -99,36 +100,62 @@ def refresh_group(group: ModelGroup, make: Callable[[Any], Any], strict: bool = 
         seen = signature(on_disk[version], group.dir)
         if group._loaded.get(version) == seen or group._failed.get(version) == seen:
             continue  # unchanged since it loaded, or since it failed
-        try:
-            served[version] = make(read_spec(group.dir, version))
-        except Exception as exc:  # any failure keeps what serves: a bad version never replaces a good one
-            if strict:
-                raise
-            _failed(group, version, str(exc), seen)
-            continue
-        # Compiling may have written the artifact: remember the files as they are after loading.
-        group._loaded[version] = signature(on_disk[version], group.dir)
-        group.failures.pop(version, None)
-        group._failed.pop(version, None)
+        _make(group, version, on_disk[version], make, served, seen)
     keep = set(wanted) & set(served)
     if not keep:  # nothing wanted loads (`latest` broken, or removed): keep serving what did
         keep = set(served) & set(on_disk) or set(served)
+    if not keep:  # nothing serves at all: the newest older version that can
+        for version in sorted(set(on_disk) - set(wanted), reverse=True):
+            seen = signature(on_disk[version], group.dir)
+            if group._failed.get(version) != seen and _make(group, version, on_disk[version], make, served, seen):
+                keep = {version}
+                log.warning("model %s: serving v%d, the newest version that loads", group.name, version)
+                break
     served = {v: m for v, m in sorted(served.items()) if v in keep}
     dropped = [m for v, m in group.versions.items() if served.get(v) is not m]
     group.versions = served
     for gone in set(group._loaded) - set(served):
         group._loaded.pop(gone)
-    for version in list(group.failures):  # failures of versions no longer wanted are forgotten
-        if version not in wanted:
+    for version in list(group.failures):  # forgotten: gone, or no longer wanted while a wanted one serves
+        if version not in on_disk or (version not in wanted and set(wanted) & set(served)):
             group.failures.pop(version)
             group._failed.pop(version, None)
     for model in dropped:
         model.close()  # requests still holding it finish on it; a batcher answers what it queued
 
 
-def mark_loaded(group: ModelGroup, version: int) -> None:
-    """Remember a version's files as they are now (after start-up loading, which may compile)."""
-    group._loaded[version] = signature(version_dirs(group.dir)[version], group.dir)
+def _make(group: ModelGroup, version: int, path: Path, make: Callable[[Any], Any], served: dict[int, Any],
+          seen: Signature) -> bool:
+    """Make one version into `served`; a failure is recorded instead (and what serves keeps serving)."""
+    try:
+        served[version] = make(read_spec(group.dir, version, group.name))
+    except Exception as exc:  # any failure keeps what serves: a bad version never replaces a good one
+        _failed(group, version, str(exc), seen)
+        return False
+    # Compiling may have written the artifact: remember the files as they are after loading.
+    group._loaded[version] = signature(path, group.dir)
+    group.failures.pop(version, None)
+    group._failed.pop(version, None)
+    return True
+
+
+def load_group(group: ModelGroup, make: Callable[[Any], Any]) -> None:
+    """Load the versions made before the fork; one that fails is reported and dropped, and when no
+    wanted version is left the newest older version that loads serves (`make` loads)."""
+    for version, model in list(group.versions.items()):
+        if model.ready:
+            continue
+        path = version_dirs(group.dir)[version]
+        try:
+            model.load()
+        except Exception as exc:
+            group.versions = {v: m for v, m in group.versions.items() if v != version}
+            group._loaded.pop(version, None)
+            _failed(group, version, str(exc), signature(path, group.dir))
+            continue
+        group._loaded[version] = signature(path, group.dir)  # loading may have compiled
+    if not set(group.versions) & set(group.policy.wanted(list(version_dirs(group.dir)))):
+        refresh_group(group, make)
 
 
 def _failed(group: ModelGroup, version: int, message: str, seen: Signature) -> None:

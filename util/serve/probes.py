@@ -1,5 +1,5 @@
-"""Images for verification: generated shapes, gradients and solid colours, plus the model's own
-`samples/`, all fed through the server's preprocessing so what is checked is what is served.
+"""Images for verification and the answer gate: generated shapes, gradients and solid colours,
+plus the model's own `samples/`. Pillow and numpy only: the web process uses them too (answers.py).
 """
 from __future__ import annotations
 

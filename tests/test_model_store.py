@@ -1,0 +1,158 @@
+"""Models from S3: `flask models publish` into moto's S3 server (real HTTP), served from
+`MODELS_DIR=s3://...` through the cache, with half-written, sources-only and unreachable stores."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from application import create_app
+from tests import builders
+from tests.conftest import ROOT, free_port
+from tests.s3_fixtures import aws_env, bucket, s3, s3_server  # noqa: F401 - fixtures
+from util.serve.store import MARKER
+
+IMAGES = [builders.encode(builders.solid(c)) for c in ((230, 20, 20), (20, 200, 40), (30, 40, 220), (128, 128, 128))]
+
+
+@pytest.fixture
+def store_env(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> str:  # noqa: F811
+    """The standard variable the server reads (the client library's own is AWS_S3_ENDPOINT_URL)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_env)
+    return aws_env
+
+
+def publish(models: Path, url: str, *names: str) -> subprocess.CompletedProcess[str]:
+    """`flask models publish` as an operator runs it."""
+    run = subprocess.run([sys.executable, "-m", "flask", "--app", "application", "models", "publish", *names,
+                          "--to", url, "--models-dir", str(models)], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run
+
+
+def s3_app(url: str, cache: Path, **settings: Any):  # type: ignore[no-untyped-def]
+    return create_app({"MODELS_DIR": url, "MODEL_CACHE_DIR": str(cache), "PRELOAD_MODELS": True,
+                       "AUTO_COMPILE": False, "MODEL_POLL_SECONDS": 0, **settings})
+
+
+def predict(client, image: bytes, path: str = "/colors/prediction") -> dict:  # type: ignore[no-untyped-def]
+    answer = client.post(path, data={"image": (io.BytesIO(image), "x.png")})
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+def put_version(s3: Any, bucket: str, prefix: str, version_dir: Path, names: list[str]) -> None:  # noqa: F811
+    """Upload some of a version's files by hand (an upload that stopped, or a copy made without publish)."""
+    for name in names:
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=(version_dir / name).read_bytes())
+
+
+def test_published_models_answer_as_from_disk(models_dir: Path, store_env: str, bucket: str,  # noqa: F811
+                                              tmp_path: Path) -> None:
+    url = f"s3://{bucket}/models"
+    first = publish(models_dir, url)
+    assert "colors v1: " in first.stdout and "shades v1: " in first.stdout and MARKER in first.stdout
+    assert "0 unchanged" in first.stdout
+    again = publish(models_dir, url, "colors")
+    assert "(0 uploaded, 5 unchanged)" in again.stdout  # nothing changed: nothing sent
+    disk = create_app({"MODELS_DIR": str(models_dir), "PRELOAD_MODELS": True}).test_client()
+    store = s3_app(url, tmp_path / "cache").test_client()
+    for model in ("colors", "shades"):
+        for image in IMAGES:
+            assert predict(store, image, f"/{model}/prediction") == predict(disk, image, f"/{model}/prediction")
+    info = store.get("/colors/").get_json()
+    assert info["published"] is True and info["format"] == "json" and info["verified"] is True
+    assert info["answers_checked"] > 0 and info["versions"] == [{"version": 1, "state": "serving", "default": True}]
+    cached = sorted(p.relative_to(tmp_path / "cache").as_posix() for p in (tmp_path / "cache").rglob("*")
+                    if p.is_file() and "colors" in p.parts)
+    assert f"s3/{bucket}/models/colors/1/model.tflite" in cached
+    assert not any(name.endswith((".h5", "model.json")) for name in cached)  # compiled files only
+
+
+def test_versions_appear_only_when_whole(models_dir: Path, store_env: str, bucket: str, s3: Any,  # noqa: F811
+                                         tmp_path: Path) -> None:
+    url = f"s3://{bucket}/models"
+    publish(models_dir, url, "colors")
+    app = s3_app(url, tmp_path / "cache")
+    client, registry = app.test_client(), app.extensions["registry"]
+    version = models_dir / "colors" / "1"
+    # Upload stopped after the weights: the compiled files are there, the marker is not.
+    put_version(s3, bucket, "models/colors/2", version, ["labels.txt", "model.tflite"])
+    registry.refresh()
+    assert predict(client, IMAGES[0])["version"] == 1
+    states = {s["version"]: s for s in client.get("/colors/").get_json()["versions"]}
+    assert states[2]["state"] == "failed" and "not published" in states[2]["error"]
+    # Sources copied without publishing: reported with the command that fixes it.
+    put_version(s3, bucket, "models/colors/3", version, ["labels.txt", "model.json", "model.weights.h5"])
+    registry.refresh()
+    failures = client.get("/health/ready").get_json()["failures"]["colors"]
+    assert f"flask --app application models publish colors --to {url}" in failures["v3"]
+    assert "upload incomplete" not in failures["v3"] and "v2" in failures
+    # A marker whose list does not match what was uploaded (a file replaced after it): never served.
+    put_version(s3, bucket, "models/colors/2", version, ["model.tflite.json", "model.yaml"])
+    s3.put_object(Bucket=bucket, Key=f"models/colors/2/{MARKER}", Body=s3.get_object(
+        Bucket=bucket, Key=f"models/colors/1/{MARKER}")["Body"].read().replace(b'"model": "colors", "version": 1',
+                                                                                 b'"model": "colors", "version": 2'))
+    s3.put_object(Bucket=bucket, Key="models/colors/2/model.tflite", Body=b"x" * version.joinpath(
+        "model.tflite").stat().st_size)  # same size, other bytes
+    registry.refresh()
+    assert predict(client, IMAGES[0])["version"] == 1
+    assert "changed while it was fetched" in registry.groups["colors"].pending[2]
+
+
+def test_a_new_version_serves_and_unchanged_files_are_not_fetched_again(
+        models_dir: Path, store_env: str, bucket: str, s3: Any, tmp_path: Path) -> None:  # noqa: F811
+    url = f"s3://{bucket}/models"
+    publish(models_dir, url, "colors")
+    app = s3_app(url, tmp_path / "cache")
+    registry = app.extensions["registry"]
+    artifact = tmp_path / "cache" / "s3" / bucket / "models" / "colors" / "1" / "model.tflite"
+    seen = artifact.stat().st_ino, artifact.stat().st_mtime_ns
+    registry.refresh()
+    assert (artifact.stat().st_ino, artifact.stat().st_mtime_ns) == seen  # ETags unchanged: not fetched
+    for key in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="models/colors/1/")["Contents"]]:
+        s3.copy_object(Bucket=bucket, Key=key.replace("/1/", "/2/"), CopySource={"Bucket": bucket, "Key": key})
+    registry.refresh()
+    assert predict(app.test_client(), IMAGES[0])["version"] == 2
+    for key in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="models/colors/")["Contents"]]:
+        s3.delete_object(Bucket=bucket, Key=key)
+    registry.refresh()
+    assert "colors" not in registry.groups  # removed from the store: no longer served
+
+
+@pytest.fixture
+def own_store(store_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A second moto server (same in-process buckets) that a test may stop."""
+    from moto.server import ThreadedMotoServer
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_an_unreachable_store_serves_from_the_cache(models_dir: Path, own_store: Any, bucket: str,  # noqa: F811
+                                                    tmp_path: Path) -> None:
+    url = f"s3://{bucket}/models"
+    publish(models_dir, url, "colors")
+    app = s3_app(url, tmp_path / "cache")
+    own_store.stop()
+    assert app.extensions["registry"].refresh() is False  # polling a store that is down changes nothing
+    client = app.test_client()
+    assert predict(client, IMAGES[1])["label"] == "green"
+    restarted = s3_app(url, tmp_path / "cache").test_client()  # a restart with the store still down
+    assert predict(restarted, IMAGES[1])["label"] == "green"
+    ready = restarted.get("/health/ready")
+    assert ready.status_code == 200 and "unreachable" in ready.get_json()["failures"]["store"]["error"]
+    empty = s3_app(url, tmp_path / "no-cache").test_client()  # nothing cached and no store: nothing serves
+    assert empty.get("/health/ready").status_code == 503

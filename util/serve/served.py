@@ -1,0 +1,248 @@
+"""One model version as the API sees it: a spec, a plan and a runtime.
+
+`prepare -> scores -> ranked` (and `answer` for the native body) is the one prediction path
+every route calls. Runtimes are created by `load()`, which gunicorn calls after fork
+(gunicorn.conf.py) so no interpreter is shared between processes; elsewhere the first
+request or readiness probe does. A version serves only after it passed the answer gate
+(util/serve/answers.py).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from util import metrics
+from util.config import interpreter_plan
+from util.errors import InferenceError, InvalidParameter, ModelLoadError, ServiceError
+from util.serve import answers
+from util.serve.artifacts import artifact_status, ensure_compiled, tensorflow_installed
+from util.serve.batching import BatchingRuntime
+from util.serve.image import preprocess
+from util.serve.outputs import MULTILABEL
+from util.serve.plan import Plan, make_plan
+from util.serve.runtimes import Runtime, open_runtime
+from util.serve.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+class ServedModel:
+    """One model version as the API sees it."""
+
+    def __init__(self, spec: ModelSpec, settings: dict[str, Any]) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.runtime: Runtime | None = None
+        self.plan: Plan | None = None
+        self.manifest: dict[str, Any] | None = None
+        self.gated = 0  # images the answer gate checked at load (0: nothing recorded to check)
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self.runtime is not None
+
+    def load(self) -> None:
+        """Pick the runtime (verified TFLite, else Keras), plan the inputs and outputs; idempotent."""
+        with self._lock:
+            if self.runtime is not None:
+                return
+            wanted = self.settings["MODEL_RUNTIME"]
+            if wanted == "keras" and self.spec.format != "tflite":
+                state, self.manifest = artifact_status(self.spec)
+                kind, recorded = "keras", (self.manifest or {}).get("answers") if state == "fresh" else None
+            else:
+                self.manifest = ensure_compiled(self.spec, self.settings["MODELS_DIR"],
+                                                self.settings["COMPILE_TOLERANCE"], self.settings["AUTO_COMPILE"])
+                kind, recorded = self.manifest["runtime"], self.manifest.get("answers")
+            if kind == "keras" and wanted != "keras":
+                reason = self.manifest.get("fallback_reason") if self.manifest else None
+                if wanted == "tflite" or not tensorflow_installed():
+                    raise ModelLoadError(self.spec.path, f"no verified model.tflite ({reason}) and "
+                                         f"{'MODEL_RUNTIME=tflite' if wanted == 'tflite' else 'TensorFlow is not installed'}")
+                log.warning("model %s: serving with the Keras runtime because %s", self.spec.name, reason)
+            if kind == "keras":
+                runtime = open_runtime(self.spec, kind, ())
+                plan = make_plan(self.spec, runtime.facts)  # type: ignore[attr-defined]
+            else:
+                plan = make_plan(self.spec, self.manifest)
+                runtime = open_runtime(self.spec, kind, plan.tensor_shape, interpreter_plan(self.settings))
+            if runtime.output_units != self.manifest_units(runtime):
+                raise ModelLoadError(self.spec.path, "the runtime's output differs from the manifest: recompile")
+            # Before anything is served: the same answers as Keras gave at compile, on this machine.
+            self.gated = answers.check(self.spec, plan, runtime.predict, recorded)
+            for warning in plan.warnings:
+                log.warning("model %s: %s", self.spec.name, warning)
+            size, delay = self.batching()
+            if size > 1:
+                runtime = BatchingRuntime(runtime, size, delay, name=self.spec.name)
+            self.plan, self.runtime = plan, runtime
+            metrics.MODEL_INFO.labels(self.spec.name, str(self.spec.version), kind, self.spec.format,
+                                      plan.outputs.kind).set(1)
+            log.info("model %s v%s ready on %s: %s input %s (size from %s), scale %s (from %s), output %s "
+                     "(from %s), batches of up to %d, %g ms", self.spec.name, self.spec.version, kind,
+                     self.spec.format, "x".join(map(str, plan.image_shape)), plan.size_from,
+                     plan.preprocessing.scale, plan.scale_from, plan.outputs.kind, plan.output_from, size, delay)
+
+    def plan_hint(self) -> Plan | None:
+        """The plan in force, or before loading the one its compiled manifest gives (None if unreadable)."""
+        if self.plan is not None:
+            return self.plan
+        try:
+            return make_plan(self.spec, artifact_status(self.spec)[1] or {})
+        except (KeyError, TypeError, ServiceError):
+            return None
+
+    def multilabel_hint(self) -> bool:
+        """Whether the model is multi-label, from model.yaml or its manifest, before it is loaded."""
+        if self.plan is None and self.spec.output:
+            return self.spec.output in MULTILABEL
+        plan = self.plan_hint()
+        return bool(plan and plan.outputs.multilabel)
+
+    def manifest_units(self, runtime: Runtime) -> int:
+        output = (self.manifest or {}).get("output") or {}
+        return int(output.get("units", runtime.output_units))
+
+    def batching(self) -> tuple[int, float]:
+        """(max_batch_size, max_batch_delay_ms): model.yaml, else the global settings."""
+        own = self.spec.batching
+        return (own.get("max_batch_size", self.settings["MAX_BATCH_SIZE"]),
+                own.get("max_batch_delay_ms", self.settings["MAX_BATCH_DELAY_MS"]))
+
+    def close(self) -> None:
+        """Finish queued requests (a batching runtime drains its queue)."""
+        if self.runtime is not None:
+            self.runtime.close()
+
+    def predict(self, data: bytes, top_k: int | None = None, threshold: Any = None) -> dict[str, Any]:
+        """Classify one encoded image; raises util.errors for bad input."""
+        if threshold is not None:
+            self._loaded()
+            threshold = self.threshold(threshold)
+        return self.answer(self.scores(self.prepare(data)[None])[0], top_k, threshold)
+
+    def predict_many(self, images: list[bytes], top_k: int | None = None,
+                     threshold: Any = None) -> list[dict[str, Any] | ServiceError]:
+        """Classify several encoded images in one runtime batch; a bad image gets its own error."""
+        if threshold is not None:
+            self._loaded()
+            threshold = self.threshold(threshold)
+        prepared, failed = [], {}
+        for i, data in enumerate(images):
+            try:
+                prepared.append((i, self.prepare(data)))
+            except ServiceError as exc:
+                failed[i] = exc
+        rows = self.scores(np.stack([x for _, x in prepared])) if prepared else []
+        answers = {i: self.answer(row, top_k, threshold) for (i, _), row in zip(prepared, rows)}
+        return [answers[i] if i in answers else failed[i] for i in range(len(images))]
+
+    def _loaded(self) -> tuple[Runtime, Plan]:
+        if self.runtime is None:
+            self.load()
+        assert self.runtime is not None and self.plan is not None
+        return self.runtime, self.plan
+
+    def prepare(self, data: bytes) -> np.ndarray:
+        """One encoded image -> the model's input image (height, width, channels); util.errors if bad."""
+        runtime, plan = self._loaded()
+        started = time.perf_counter()
+        with runtime.incoming():  # a batcher holds a batch open for requests still being decoded
+            x = preprocess(data, plan.image_shape, plan.preprocessing, self.settings["MAX_IMAGE_PIXELS"])
+        metrics.DECODE_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
+        return x
+
+    def check_tensor(self, raw: Any) -> np.ndarray:
+        """An already preprocessed image (height, width[, channels]) as the model's float32 input."""
+        _, plan = self._loaded()
+        try:
+            x = np.asarray(raw, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise InvalidParameter("a tensor must be a nested list of numbers") from None
+        shape = plan.image_shape
+        if x.shape == shape[:2] and shape[2] == 1:
+            x = x[:, :, None]
+        if x.shape != shape:
+            raise InvalidParameter(f"a tensor for model {self.spec.name} must have shape {list(shape)} (height, "
+                                   f"width, channels, already preprocessed), not {list(x.shape)}")
+        if not np.isfinite(x).all():
+            raise InvalidParameter("a tensor must hold finite numbers only")
+        return x
+
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        """Per-label scores (N, labels) for prepared images (N, height, width, channels): one runtime call."""
+        runtime, plan = self._loaded()
+        name = self.spec.name
+        started = time.perf_counter()
+        try:
+            raw = runtime.predict(batch)
+            metrics.INFERENCE_SECONDS.labels(name).observe(time.perf_counter() - started)
+            if self.batching()[0] == 1:  # a batcher records its own batch sizes
+                metrics.BATCH_SIZE.labels(name).observe(len(batch))
+        except ServiceError:
+            raise
+        except Exception as exc:
+            log.exception("model %s: inference failed", self.spec.name)
+            raise InferenceError(f"inference failed in model {self.spec.name}: {exc}") from None
+        return plan.outputs.scores(raw)
+
+    def ranked(self, scores: np.ndarray) -> list[tuple[str, float]]:
+        """(label, score) for one image's scores, best first (ties in label order)."""
+        labels = self.spec.labels
+        return [(labels[i], float(scores[i])) for i in np.argsort(-scores, kind="stable")]
+
+    def threshold(self, raw: Any) -> float:
+        """A request's threshold, for multi-label models only."""
+        assert self.plan is not None
+        if not self.plan.outputs.multilabel:
+            raise InvalidParameter(f"threshold applies to multi-label models only; {self.spec.name} is "
+                                   f"{self.plan.outputs.kind}")
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not 0 <= value <= 1:
+            raise InvalidParameter(f"threshold must be from 0 to 1, got {raw!r}")
+        return value
+
+    def answer(self, scores: np.ndarray, top_k: int | None, threshold: float | None) -> dict[str, Any]:
+        """The response body for one image's per-label scores."""
+        ranked = self.ranked(scores)
+        k = top_k or min(self.settings["DEFAULT_TOP_K"], len(ranked))
+        predictions = [{"label": label, "confidence": score} for label, score in ranked[:k]]
+        body = {**predictions[0], "predictions": predictions, "model": self.spec.name, "version": self.spec.version}
+        assert self.plan is not None
+        if self.plan.outputs.multilabel:
+            cut = self.plan.outputs.threshold if threshold is None else threshold
+            body["threshold"] = cut
+            body["positive_labels"] = [label for label, score in ranked if score >= cut]
+        return body
+
+    def info(self) -> dict[str, Any]:
+        """Metadata for GET /<model>/."""
+        manifest = self.manifest or artifact_status(self.spec)[1] or {}
+        verification = manifest.get("verification") or {}
+        plan = self.plan
+        return {
+            "name": self.spec.name, "version": self.spec.version, "title": self.spec.title,
+            "description": self.spec.description, "labels": list(self.spec.labels), "format": self.spec.format,
+            "published": self.spec.published,
+            "input_shape": list(plan.image_shape) if plan else None,
+            "model_input": manifest.get("model_input"),
+            "preprocessing": (plan.preprocessing if plan else self.spec.preprocessing).to_dict(),
+            "serving": plan.to_dict() if plan else None,
+            "output": plan.outputs.kind if plan else None,
+            "runtime": self.runtime.kind if self.runtime else None, "ready": self.ready,
+            "verified": bool(manifest.get("verified")), "verification": verification or None,
+            "quantization": manifest.get("quantization"),
+            "source_sha256": manifest.get("sources"), "verified_max_abs_diff": verification.get("max_abs_diff"),
+            "tolerance": verification.get("tolerance"), "compiled_at": manifest.get("compiled_at"),
+            "batching": dict(zip(("max_batch_size", "max_batch_delay_ms"), self.batching())),
+            "inference": self.runtime.plan if self.runtime else None,
+            "answers_checked": self.gated if self.runtime else None,
+        }
