@@ -1,7 +1,8 @@
 """gunicorn settings for the Procfile, Docker and `make run` (gunicorn also reads this file by default).
 
 Models load in each worker after fork (`post_worker_init`): interpreters are never shared
-across processes. A version that cannot load is reported and the newest one that can serves.
+across processes, nor is an S3 store's client (obstore's runtime, once used, does not survive a
+fork: never `--preload`). A version that cannot load is reported and the newest one that can serves.
 """
 import os
 import shutil

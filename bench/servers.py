@@ -132,3 +132,31 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+class S3Server:
+    """moto's S3 server in its own process (in the process driving the load, client threads would slow
+    it down as no real store is), on a free port; its request log counts the server's polls."""
+
+    def __init__(self, log: Path = Path(os.devnull)) -> None:
+        self.url, self.log = f"http://127.0.0.1:{free_port()}", log
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                                      self.url.rsplit(":", 1)[1]], stdout=subprocess.DEVNULL,
+                                     stderr=log.open("wb"))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(self.url, timeout=1)
+                return
+            except requests.RequestException:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"moto did not start:\n{log.read_text()[-2000:]}")
+                time.sleep(0.1)
+
+    def listings(self) -> int:
+        """List requests served so far (one per look at the store by a worker, one by `publish`)."""
+        return sum("list-type=2" in line for line in self.log.read_text(errors="replace").splitlines())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)

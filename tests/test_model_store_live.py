@@ -4,8 +4,6 @@ load, and a restart with the store stopped."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -14,7 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import free_port
+from bench.servers import RssSampler, S3Server
+from tests.conftest import SERVERS
 from tests.s3_fixtures import FAKE_ENV, aws_env, s3_server  # noqa: F401 - fixtures
 from tests.test_hot_reload import Load, digit_pngs
 from tests.test_model_store import (  # noqa: F401 - fixtures
@@ -36,32 +35,10 @@ def digits_store(tmp_path: Path) -> Path:
     return models
 
 
-class StoreProcess:
-    """moto's S3 server in a process of its own (in the test process, the 16 client threads would
-    slow it down as no real store is), on a free port; `stop()` takes it away."""
-
-    def __init__(self) -> None:
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                                      self.url.rsplit(":", 1)[1]], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(self.url, timeout=1)
-                break
-            except requests.RequestException:
-                assert time.monotonic() < deadline and self.proc.poll() is None, "moto did not start"
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 @pytest.fixture
-def store(store_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreProcess]:  # noqa: F811
-    process = StoreProcess()
+def store(store_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:  # noqa: F811
+    """moto in a process of its own: in this one, the 16 client threads would slow it down."""
+    process = S3Server()
     monkeypatch.setenv("AWS_ENDPOINT_URL", process.url)
     try:
         yield process
@@ -70,7 +47,7 @@ def store(store_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreProc
 
 
 @pytest.fixture
-def s3_server_env(store: StoreProcess, tmp_path: Path) -> dict[str, str]:
+def s3_server_env(store: S3Server, tmp_path: Path) -> dict[str, str]:
     import boto3
     boto3.client("s3", endpoint_url=store.url).create_bucket(Bucket="models-bucket")
     return {**FAKE_ENV, "AWS_ENDPOINT_URL": store.url, "MODELS_DIR": "s3://models-bucket/models",
@@ -93,7 +70,7 @@ def consistent(load: Load, v1: list[str]) -> None:
 
 def test_served_from_the_store_under_load(server_factory: Callable[..., AbstractContextManager[str]],
                                           live_server: str, digits_store: Path, s3_server_env: dict[str, str],
-                                          store: StoreProcess) -> None:
+                                          store: S3Server) -> None:
     import boto3
     s3 = boto3.client("s3", endpoint_url=store.url)
     url = s3_server_env["MODELS_DIR"]
@@ -103,7 +80,7 @@ def test_served_from_the_store_under_load(server_factory: Callable[..., Abstract
         first = answers(server, images)
         assert first == answers(live_server, images)  # exactly as the same model served from disk
         v1 = [a["label"] for a in first]
-        with Load(server, images) as load:
+        with RssSampler(SERVERS[server].proc.pid) as rss, Load(server, images) as load:
             time.sleep(1.0)
             add_version(digits_store / "digits", 2, reversed_labels=True)
             publish(digits_store, url)
@@ -122,6 +99,8 @@ def test_served_from_the_store_under_load(server_factory: Callable[..., Abstract
             time.sleep(3 * POLL)
             assert load.versions_after(stopped, time.monotonic()) == {2}
         consistent(load, v1)
+        # The store's client and cache cost little: within the budget the disk-served digits test holds.
+        assert 0 < rss.peak <= 300, f"peak RSS {rss.peak:.0f} MB"
         assert 3 not in {r[2] for r in load.records} and len(load.records) > 100
         ready = requests.get(f"{server}/health/ready", timeout=5)
         assert ready.status_code == 200 and "unreachable" in ready.json()["failures"]["store"]["error"]

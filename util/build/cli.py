@@ -102,7 +102,7 @@ def compile_command(names: tuple[str, ...], models_dir: str | None, tolerance: f
 def publish_command(names: tuple[str, ...], url: str, models_dir: str | None, tolerance: float | None) -> None:
     """Compile what is stale and upload every version the policy serves to a model store."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # publishing uses boto3 (requirements-dev.txt)
 
     from util.build.publish import Publisher
     if not url.startswith("s3://"):

@@ -80,7 +80,7 @@ def recorded_answers(spec: ModelSpec, source: formats.Source, plan: Plan, flatbu
 
     def keras(batch: Any) -> Any:
         return source.reference(batch.reshape(len(batch), *plan.tensor_shape))
-    names, reference = answers.scores_of(images, plan, keras)
+    names, reference = answers.scores_of(images, plan, keras, batch=8)  # Keras has a large per-call cost
     served = reference
     if flatbuffer:  # the Keras fallback serves the reference itself
         runtime = LiteRTRuntime(flatbuffer, lane_threads=os.cpu_count() or 1, tensor_shape=plan.tensor_shape)

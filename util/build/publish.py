@@ -16,7 +16,7 @@ from typing import Any
 
 from util.errors import ModelLoadError
 from util.serve.artifacts import artifact_status, sha256
-from util.serve.s3store import client, split_url
+from util.serve.s3store import split_url
 from util.serve.spec import LABELS, MANIFEST, METADATA, ModelSpec
 from util.serve.store import MARKER
 
@@ -42,7 +42,9 @@ class Publisher:
     def __init__(self, url: str, echo: Callable[[str], None]) -> None:
         self.url, self.echo = url, echo
         self.bucket, self.prefix = split_url(url)
-        self.s3 = client()
+        # boto3, on the machine that publishes: every AWS credential source, ~/.aws profiles included.
+        import boto3
+        self.s3 = boto3.client("s3")
         self.etags = {item["Key"]: item["ETag"] for page in self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self.prefix) for item in page.get("Contents", [])}
 

@@ -83,7 +83,7 @@ def open_store(settings: dict[str, Any]) -> Store:
     """The store MODELS_DIR names: `s3://bucket/prefix` or a directory."""
     url = str(settings["MODELS_DIR"])
     if url.startswith("s3://"):
-        from util.serve.s3store import S3Store  # boto3 only where a store asks for it
+        from util.serve.s3store import S3Store  # obstore only where a store asks for it
         return S3Store(url, Path(settings["MODEL_CACHE_DIR"] or default_cache_dir()))
     if "://" in url:
         raise ValueError(f"MODELS_DIR must be a directory or s3://bucket/prefix, not {url!r}")
