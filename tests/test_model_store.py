@@ -156,3 +156,36 @@ def test_an_unreachable_store_serves_from_the_cache(models_dir: Path, own_store:
     assert ready.status_code == 200 and "unreachable" in ready.get_json()["failures"]["store"]["error"]
     empty = s3_app(url, tmp_path / "no-cache").test_client()  # nothing cached and no store: nothing serves
     assert empty.get("/health/ready").status_code == 503
+
+
+def test_publish_refuses_what_the_server_could_not_serve(models_dir: Path, store_env: str, bucket: str,  # noqa: F811
+                                                         tmp_path: Path) -> None:
+    import json
+    import shutil
+    shutil.copytree(models_dir / "colors", tmp_path / "models" / "colors")
+    manifest = tmp_path / "models" / "colors" / "1" / "model.tflite.json"
+    facts = json.loads(manifest.read_text())
+    facts.update(runtime="keras", fallback_reason="conversion failed: an op LiteRT lacks")  # a Keras fallback
+    manifest.write_text(json.dumps(facts))
+    run = subprocess.run([sys.executable, "-m", "flask", "--app", "application", "models", "publish", "colors",
+                          "--to", f"s3://{bucket}/models", "--models-dir", str(tmp_path / "models")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "NOT PUBLISHED" in run.stderr and "conversion failed" in run.stderr
+    assert "colors/1/" not in run.stdout
+
+
+@pytest.mark.parametrize("url, why", [("gs://bucket/models", "must be a directory or s3://bucket/prefix"),
+                                      ("s3:///models", "names no bucket")])
+def test_a_models_dir_that_is_no_store_is_refused_at_start(url: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        create_app({"MODELS_DIR": url})
+
+
+def test_publishing_to_a_store_that_is_down_says_so(models_dir: Path, store_env: str,  # noqa: F811
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    run = subprocess.run([sys.executable, "-m", "flask", "--app", "application", "models", "publish", "colors",
+                          "--to", "s3://some-bucket/models", "--models-dir", str(models_dir)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "refused or cannot be reached" in run.stderr and "Traceback" not in run.stderr
