@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: run test test-quick bench compile train-digits clean
+.PHONY: run test test-quick lint bench compile train-digits clean
 
 $(VENV)/.serve-installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt requirements-nodep
 run: $(VENV)/.serve-installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" HOST=$(HOST) PORT=$(PORT) sh -c "$$(sed -n 's/^web: //p' Procfile)"
 
-test: $(VENV)/.dev-installed
+# ruff and mypy (settings in pyproject.toml); `make test` runs this first, so a finding fails CI.
+lint: $(VENV)/.dev-installed
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: $(VENV)/.dev-installed lint
 	sh scripts/ensure_chromium.sh
 	$(PY) scripts/slug_size.py
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -71,7 +71,7 @@ def rebuild_routes(app: Flask) -> None:
     """New routes and spec for the models `app`'s registry serves now (a model came or went)."""
     # Flask takes no new routes once serving: build the app again around the same registry and
     # put its WSGI callable in place in one assignment; requests in flight finish on the old one.
-    app.wsgi_app = create_app({**app.config}, app.extensions["registry"]).wsgi_app  # type: ignore[method-assign]
+    app.wsgi_app = create_app({**app.config}, app.extensions["registry"]).wsgi_app  # type: ignore[method-assign]  # Flask's documented way to wrap it
     log.info("routes rebuilt: models %s", ", ".join(app.extensions["registry"].models) or "none")
 
 

@@ -10,8 +10,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # util/, wherever gunicorn starts
-from api import balance  # noqa: E402 - shared connection counts (api/frontend.py), made before the fork
-from util.serve import activity  # noqa: E402,F401 - its shared count must exist before the workers fork
+from api import balance
+from util.serve import activity  # noqa: F401 - its shared count must exist before the workers fork
 
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
@@ -34,7 +34,7 @@ if _OWN_METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keras-serve-metrics-")
 
 
-def on_starting(server):  # noqa: ANN001
+def on_starting(server):
     # A directory left by an earlier run would add its counts to ours.
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(directory, exist_ok=True)
@@ -43,23 +43,23 @@ def on_starting(server):  # noqa: ANN001
             os.remove(os.path.join(directory, name))
 
 
-def child_exit(server, worker):  # noqa: ANN001
+def child_exit(server, worker):
     balance.leave(worker.age)  # a dead worker must not hold the others back from accepting
     from prometheus_client import multiprocess
     multiprocess.mark_process_dead(worker.pid)  # its in-flight gauge must not count any more
 
 
-def on_exit(server):  # noqa: ANN001
+def on_exit(server):
     if _OWN_METRICS_DIR:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
-def _registry(worker):  # noqa: ANN001, ANN202
+def _registry(worker):
     app = getattr(worker, "flask_app", None) or getattr(worker, "wsgi", None)  # the front end wraps the Flask app
     return getattr(app, "extensions", {}).get("registry")
 
 
-def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
+def post_worker_init(worker):
     registry = _registry(worker)
     if registry is not None:  # bench/ servers are plain Flask apps
         from application import rebuild_routes, watch_models  # already imported by the worker: its app
@@ -69,7 +69,7 @@ def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
         watch_models(app)  # each worker sees changes itself
 
 
-def worker_exit(server, worker):  # noqa: ANN001
+def worker_exit(server, worker):
     # Requests already queued in a batcher are answered before the worker goes.
     registry = _registry(worker)
     if registry is not None:

@@ -6,6 +6,7 @@ import logging
 from flask import Flask, Request, current_app, request
 from flask_restx import Api
 from werkzeug.exceptions import HTTPException
+from werkzeug.formparser import FormDataParser
 
 from api import auth, demo, docs, explain, health, openinference, schemas, tfserving
 from api.models import make_namespace
@@ -25,7 +26,7 @@ DEMO_LINK = " **[Try the models in the demo page](/demo)**: drop an image, see t
 class StrictRequest(Request):
     """A malformed multipart body raises instead of parsing to nothing, so the client can be told why."""
 
-    def make_form_data_parser(self):  # type: ignore[no-untyped-def]
+    def make_form_data_parser(self) -> FormDataParser:
         parser = super().make_form_data_parser()
         parser.silent = False
         return parser

@@ -81,7 +81,7 @@ class Explanation(ModelResource):
 class VersionExplanation(Explanation):
     @doc.produces(TYPES)
     @doc.response(200, "As for the default version", schemas.explanation)
-    def post(self, version: int) -> Response | dict:  # type: ignore[override]
+    def post(self, version: int) -> Response | dict:
         """Explain a prediction of one version (occlusion map)."""
         return self.explained(version)
 

@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 from a2wsgi.wsgi import build_environ
 from gunicorn.arbiter import Arbiter
@@ -58,12 +58,12 @@ class BufferedWSGI:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
 
     async def __call__(self, scope: Scope, body: bytes, send: Send) -> None:
-        environ = build_environ(scope, io.BytesIO(body))  # type: ignore[arg-type]
+        environ = build_environ(scope, io.BytesIO(body))  # type: ignore[arg-type]  # a2wsgi types a stream class
         status, headers, content = await asyncio.get_running_loop().run_in_executor(self.executor, self.run, environ)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    def run(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    def run(self, environ: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         started: list[Any] = []
         written: list[bytes] = []
 
@@ -127,7 +127,7 @@ class JsonErrorsProtocol(HttpToolsProtocol):
 
     counted = False  # in this worker's open-connection count (api/balance.py)
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         balance.opened()
         self.counted = True
@@ -169,11 +169,12 @@ class DrainingServer(Server):
             server.close()
         for sock in sockets or []:
             sock.close()
-        self.server_state.draining = True  # type: ignore[attr-defined]
+        self.server_state.draining = True  # type: ignore[attr-defined]  # our flag on uvicorn's state (issue 21)
         balance.leave()  # no new connections here: the other workers must not wait for this one
         for connection in list(self.server_state.connections):
-            if connection.cycle is not None and not connection.cycle.response_complete:  # type: ignore[attr-defined]
-                connection.cycle.keep_alive = False  # type: ignore[attr-defined]
+            cycle = getattr(connection, "cycle", None)  # HTTP protocols have one; uvicorn types them all together
+            if cycle is not None and not cycle.response_complete:
+                cycle.keep_alive = False
         await asyncio.sleep(DRAIN_SECONDS)
         await super().shutdown()
 
@@ -188,31 +189,32 @@ class BalancedLoop(asyncio.SelectorEventLoop):
 
     _deferred_since: float | None = None
 
-    def _accept_connection(self, protocol_factory: Any, sock: Any, sslcontext: Any = None,  # type: ignore[override]
+    def _accept_connection(self, protocol_factory: Any, sock: Any, sslcontext: Any = None,
                            server: Any = None, backlog: int = 100, *args: Any) -> None:
         if not balance.my_turn():
             now = self.time()
             self._deferred_since = self._deferred_since or now
             if now - self._deferred_since < balance.MAX_DEFER_S:
-                self._remove_reader(sock.fileno())  # type: ignore[attr-defined]
+                self._remove_reader(sock.fileno())  # type: ignore[attr-defined]  # private selector API (issue 21)
                 self.call_later(0.001, self._resume_accepting, protocol_factory, sock, sslcontext, server, backlog,
                                 *args)
                 return None
         self._deferred_since = None
-        return super()._accept_connection(protocol_factory, sock, sslcontext, server, 1,  # type: ignore[misc]
+        return super()._accept_connection(protocol_factory, sock, sslcontext, server, 1,  # type: ignore[misc]  # private (issue 21)
                                           *args)
 
     def _resume_accepting(self, *args: Any) -> None:
         sock = args[1]
         if sock.fileno() != -1:  # not closed by a shutdown meanwhile
-            self._add_reader(sock.fileno(), self._accept_connection, *args)  # type: ignore[attr-defined]
+            self._add_reader(sock.fileno(), self._accept_connection, *args)  # type: ignore[attr-defined]  # private
 
 
 class Worker(UvicornWorker):
     """gunicorn worker: uvicorn's event loop (httptools) in front of the WSGI app the config names."""
 
-    CONFIG_KWARGS = {"loop": "api.frontend:BalancedLoop", "http": JsonErrorsProtocol, "lifespan": "off",
-                     "interface": "asgi3", "access_log": False}  # the app logs its own access lines
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        "loop": "api.frontend:BalancedLoop", "http": JsonErrorsProtocol, "lifespan": "off", "interface": "asgi3",
+        "access_log": False}  # the app logs its own access lines
 
     def run(self) -> None:
         balance.join(self.age, self.cfg.workers)
@@ -228,5 +230,6 @@ class Worker(UvicornWorker):
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        self.flask_app = self.wsgi  # gunicorn.conf.py's hooks reach the registry through it
-        self.wsgi = asgi(self.wsgi, self.cfg.threads, getattr(self.wsgi, "config", None))
+        app: Any = getattr(self, "wsgi")  # noqa: B009 - gunicorn sets it untyped: the Flask app
+        self.flask_app = app  # gunicorn.conf.py's hooks reach the registry through it
+        self.wsgi = asgi(app, self.cfg.threads, getattr(app, "config", None))

@@ -5,12 +5,13 @@ from flask import current_app
 from flask_restx import Namespace, Resource
 
 from api import balance, schemas
+from util.serve.registry import Registry
 
 ns = Namespace("health", description="Process liveness and model readiness")
 schemas.add_models(ns, schemas.health, schemas.error)
 
 
-def registry():  # type: ignore[no-untyped-def]
+def registry() -> Registry:
     return current_app.extensions["registry"]
 
 

@@ -12,7 +12,7 @@ from werkzeug.exceptions import BadRequest
 
 from api import schemas
 from api.protocols import batch_limit
-from util.errors import InvalidParameter, MalformedRequest, MissingImage, UnsupportedMediaType
+from util.errors import InvalidParameter, MalformedRequest, MissingImage, ServiceError, UnsupportedMediaType
 from util.serve.explain import label_index
 from util.serve.served import ServedModel
 from util.serve.versions import ModelGroup
@@ -154,9 +154,10 @@ class ModelResource(Resource):
         files = args["images"]
         answers = served.predict_many([f.read() for f in files], args.get("top_k"), threshold)
         if not any(isinstance(a, dict) for a in answers):
+            assert isinstance(answers[0], ServiceError)
             raise answers[0]  # not one image could be read: the request fails, with the first one's reason
         results = [{"filename": f.filename, **(a if isinstance(a, dict) else {**a.to_dict(), "status": a.status})}
-                   for f, a in zip(files, answers)]
+                   for f, a in zip(files, answers, strict=True)]
         return {"results": results, "model": served.spec.name, "version": served.spec.version}
 
 
@@ -177,7 +178,7 @@ class Prediction(ModelResource):
 @doc.response(404, "This version is not served (the answer lists those that are)", schemas.error)
 class VersionPrediction(Prediction):
     @doc.marshal_with(schemas.prediction, skip_none=True, description="The top labels, best first")
-    def post(self, version: int) -> dict:  # type: ignore[override]
+    def post(self, version: int) -> dict:
         """Classify an uploaded image (multipart field `image`) with one version."""
         return self.predict(version)
 
@@ -199,7 +200,7 @@ class Predictions(ModelResource):
 @doc.response(404, "This version is not served (the answer lists those that are)", schemas.error)
 class VersionPredictions(Predictions):
     @doc.response(200, "As for the default version", schemas.batch_prediction)
-    def post(self, version: int) -> dict:  # type: ignore[override]
+    def post(self, version: int) -> dict:
         """Classify several uploaded images with one version."""
         return self.predict_many(version)
 

@@ -127,15 +127,16 @@ tf_request = Model("TFServingRequest", {
     "context": fields.Raw(description="classify: features shared by every example"),
 })
 tf_answer = Model("TFServingAnswer", {
-    "predictions": fields.List(fields.List(fields.Float), description="predict, row format: per instance, the score of every label (labels.txt "
-                                          "order)", example=[[0.01, 0.97, 0.02]]),
+    "predictions": fields.List(fields.List(fields.Float), example=[[0.01, 0.97, 0.02]],
+                               description="predict, row format: per instance, the score of every label (labels.txt "
+                                           "order)"),
     "outputs": fields.List(fields.List(fields.Float), description="predict, columnar format: the same"),
-    "result": fields.List(fields.List(fields.List(AnyValue)), description="classify: per example, [label, score] pairs, best first",
-                         example=[[["7", 0.98], ["1", 0.01]]]),
+    "result": fields.List(fields.List(fields.List(AnyValue)), example=[[["7", 0.98], ["1", 0.01]]],
+                          description="classify: per example, [label, score] pairs, best first"),
 })
 tf_status = Model("TFServingStatus", {
-    "model_version_status": fields.List(fields.Raw, required=True, example=[{"version": "1", "state": "AVAILABLE", "status": {
-        "error_code": "OK", "error_message": ""}}]),
+    "model_version_status": fields.List(fields.Raw, required=True, example=[
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]),
 })
 tf_metadata = Model("TFServingMetadata", {
     "model_spec": fields.Raw(required=True, example={"name": "digits", "signature_name": "", "version": "1"}),

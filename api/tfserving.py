@@ -18,6 +18,7 @@ from api import schemas
 from api.protocols import ErrorFieldResource, batch_limit, decode_base64
 from util.errors import InvalidParameter, NotFound, ServiceError
 from util.serve.served import ServedModel
+from util.serve.versions import ModelGroup
 
 INPUT = "image"  # the name of the model's one input in requests and metadata
 ns = Namespace("tensorflow-serving", path="/v1/models",
@@ -28,7 +29,7 @@ schemas.add_models(ns, schemas.tf_error, schemas.tf_request, schemas.tf_answer, 
 VERBS = ("predict", "classify")
 
 
-def model_group(name: str):  # type: ignore[no-untyped-def]
+def model_group(name: str) -> ModelGroup:
     group = current_app.extensions["registry"].groups.get(name)
     if group is None or not group.versions:
         raise NotFound(f"Servable not found for request: Latest({name})")

@@ -118,7 +118,7 @@ def write_digits(folder: Path, count: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     _, _, x_test, y_test = load_split()
     paths = []
-    for i, (digit, label) in enumerate(zip(x_test[:count], y_test[:count])):
+    for i, (digit, label) in enumerate(zip(x_test[:count], y_test[:count], strict=True)):
         paths.append(folder / f"digit_{i}_{label}.png")
         paths[-1].write_bytes(to_png(render(digit)))
     return paths

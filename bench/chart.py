@@ -8,12 +8,12 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")  # no display: draw to a file
-import json  # noqa: E402
-import sys  # noqa: E402
+import json
+import sys
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from bench.report import MOBILENET, MOBILENET_INT8  # noqa: E402
+from bench.report import MOBILENET, MOBILENET_INT8
 
 
 def series(results: dict) -> dict[str, list[dict]]:

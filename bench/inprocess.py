@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from util.serve.image import preprocess
-from util.serve.spec import read_spec
 from util.serve.runtimes import LiteRTRuntime
+from util.serve.spec import read_spec
 
 
 def main() -> None:

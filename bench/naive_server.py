@@ -10,7 +10,7 @@ from util.serve.image import preprocess
 from util.serve.spec import discover
 
 SPEC = discover(os.environ["MODELS_DIR"])[0]
-MODEL = load(SPEC).model  # type: ignore[attr-defined] - a Keras save format
+MODEL = load(SPEC).model
 SHAPE = tuple(int(d) for d in MODEL.inputs[0].shape[1:])
 
 app = Flask(__name__)

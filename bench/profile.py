@@ -82,7 +82,7 @@ def main() -> None:
             spies = [subprocess.Popen([str(spy), "record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "200",
                                        "-f", "raw", "-o", str(out), "--gil", "--nonblocking"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for pid, out in zip(pids, outputs)]
+                     for pid, out in zip(pids, outputs, strict=True)]
             for s in spies:
                 s.wait()
             cpu = sum(cpu_seconds(p) for p in pids) - cpu_before

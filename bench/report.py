@@ -23,7 +23,7 @@ def load_table(title: str, server: dict) -> list[str]:
     for r in server["runs"]:
         lines.append(f"| {r['concurrency']} | {r['throughput']:.1f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
                      f"{r['p99_ms']:.1f} | {r['errors']} | {r['peak_rss_mb']:.0f} | {r['loadgen_cores']:.2f} |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def limit_table(limit: dict) -> list[str]:
@@ -31,7 +31,7 @@ def limit_table(limit: dict) -> list[str]:
     for r in limit["rows"]:
         lines.append(f"| {r['procs']} x {r['threads']} | {r['batch']} | {r['images_per_s']:.1f} | "
                      f"{r['median_batch_ms']:.2f} |")
-    return lines + ["", f"Best: {limit['best']['images_per_s']:.1f} images/s; single image, one process: "
+    return [*lines, "", f"Best: {limit['best']['images_per_s']:.1f} images/s; single image, one process: "
                         f"{limit['single_image_ms']:.2f} ms.", ""]
 
 
@@ -89,7 +89,7 @@ def targets(results: dict) -> list[str]:
     lines = ["| target | measured | wanted | met |", "|---|---|---|---|"]
     lines += [f"| {name} | {value:.2f} | {wanted} | {'yes' if met(value, wanted) else 'NO'} |"
               for name, value, wanted in rows]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def int8_section(q: dict | None) -> list[str]:
@@ -122,7 +122,7 @@ def protocols_section(rows: dict | None, when: str | None) -> list[str]:
                          f"{images / base:.2f} | {r['p50_ms']:.1f} |" if base else
                          f"| {label} | {r['concurrency']} | {r['throughput']:.1f} | {images:.1f} | - | "
                          f"{r['p50_ms']:.1f} |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def explanations_section(rows: dict | None, when: str | None) -> list[str]:
@@ -138,7 +138,7 @@ def explanations_section(rows: dict | None, when: str | None) -> list[str]:
     for label, r in rows.items():
         lines.append(f"| {label} | {r['passes']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
                      f"{r['vs_prediction']:.1f}x |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def peers_section(peers: dict | None) -> list[str]:
@@ -146,7 +146,7 @@ def peers_section(peers: dict | None) -> list[str]:
         return []
     lines = ["## (f) peers on the same `.tflite`, same preprocessing (bench/peers/, 224x224 JPEG)", ""]
     if "skipped" in peers:
-        return lines + [f"Not run: {peers['skipped']}.", ""]
+        return [*lines, f"Not run: {peers['skipped']}.", ""]
     for name, entry in peers.items():
         lines += load_table(name, entry)
     return lines
@@ -197,7 +197,7 @@ def render(results: dict, variants: dict) -> str:
              f"Written by `make bench` on {dt.date.today().isoformat()} ({results['machine']}); every figure below "
              "comes from this one run." + (" SMOKE RUN: tiny model and durations, figures meaningless." if
                                           results["smoke"] else ""),
-             "", "![throughput and p50 against concurrency](RESULTS.png)", "", "## Targets", ""] + targets(results)
+             "", "![throughput and p50 against concurrency](RESULTS.png)", "", "## Targets", "", *targets(results)]
     if results.get("speed_at"):
         lines += [f"The throughput sections (targets, sets, peers, floor) were run again on their own at "
                   f"{results['speed_at']}.", ""]
@@ -213,7 +213,7 @@ def render(results: dict, variants: dict) -> str:
     lines += protocols_section(results.get("protocols"), results.get("protocols_at"))
     lines += explanations_section(results.get("explanations"), results.get("explanations_at"))
     lines += peers_section(results.get("peers"))
-    lines += ["## (d) HTTP floor: flask-restx, same upload, constant JSON", ""] + load_table("floor", results["floor"])
+    lines += ["## (d) HTTP floor: flask-restx, same upload, constant JSON", "", *load_table("floor", results["floor"])]
     lines += fronts(results.get("fronts") or {}, results.get("fronts_at"))
     lines += soak_section(results.get("soak"))
     lines += ["## Process-model variants (MobileNetV2, 224x224 JPEG)", ""]

@@ -23,11 +23,11 @@ from bench import assets, chart, explanations, report, soak
 from bench.report import MOBILENET, MOBILENET_INT8
 from bench.servers import ROOT, serve
 
-FULL = {"size": 224, "train": 200, "samples": 30, "concurrency": (1, 4, 16, 64), "duration": 8.0, "warmup": 2.0, "limit_seconds": 5.0,
-        "photos": 16, "digits": 64, "variant_concurrency": (1, 4, 16), "slow": 64,
+FULL = {"size": 224, "train": 200, "samples": 30, "concurrency": (1, 4, 16, 64), "duration": 8.0, "warmup": 2.0,
+        "limit_seconds": 5.0, "photos": 16, "digits": 64, "variant_concurrency": (1, 4, 16), "slow": 64,
         "soak_seconds": 600.0, "soak_warmup": 30.0, "front_rounds": 3, "explain_rounds": 2}
-SMOKE = {"size": 32, "train": 20, "samples": 20, "concurrency": (1, 4), "duration": 0.5, "warmup": 0.2, "limit_seconds": 0.3,
-         "photos": 2, "digits": 4, "variant_concurrency": (1,), "slow": 4,
+SMOKE = {"size": 32, "train": 20, "samples": 20, "concurrency": (1, 4), "duration": 0.5, "warmup": 0.2,
+         "limit_seconds": 0.3, "photos": 2, "digits": 4, "variant_concurrency": (1,), "slow": 4,
          "soak_seconds": 2.0, "soak_warmup": 0.5, "front_rounds": 1, "explain_rounds": 1}
 # (processes, interpreter threads, batch size) for the in-process limit
 LIMIT_CONFIGS = [(1, 2, 1), (1, 2, 2), (1, 2, 4), (1, 2, 8), (1, 1, 1), (2, 1, 1), (2, 1, 2), (2, 1, 4)]

@@ -25,8 +25,8 @@ def free_port() -> int:
 
 
 def procfile_web() -> str:
-    line = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
-    return line.split(":", 1)[1].strip()
+    web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    return web.split(":", 1)[1].strip()
 
 
 def group_rss_mb(pgid: int) -> float:
@@ -38,8 +38,8 @@ def group_rss_mb(pgid: int) -> float:
             continue
         try:
             stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            kb = next((int(l.split()[1]) for l in (entry / "status").read_text().splitlines()
-                       if l.startswith("VmRSS:")), 0)
+            kb = next((int(line.split()[1]) for line in (entry / "status").read_text().splitlines()
+                       if line.startswith("VmRSS:")), 0)
         except (OSError, ValueError, IndexError):
             continue
         pid = int(entry.name)
@@ -66,7 +66,7 @@ class RssSampler:
             self.peak = max(self.peak, group_rss_mb(self.pgid))
             self._stop.wait(0.05)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -96,7 +96,7 @@ def serve(env: dict[str, str], app: str | None = None, log: Path | None = None, 
     full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                 "HOST": "127.0.0.1", "PORT": str(port), "PYTHONPATH": str(ROOT), "LOG_LEVEL": "warning",
                 "TF_CPP_MIN_LOG_LEVEL": "3", **env}
-    out = open(log or os.devnull, "wb")
+    out = open(log or os.devnull, "wb")  # noqa: SIM115 - the server writes to it until the generator closes it
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -150,7 +150,7 @@ class S3Server:
                 return
             except requests.RequestException:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"moto did not start:\n{log.read_text()[-2000:]}")
+                    raise RuntimeError(f"moto did not start:\n{log.read_text()[-2000:]}") from None
                 time.sleep(0.1)
 
     def listings(self) -> int:

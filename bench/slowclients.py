@@ -4,6 +4,7 @@ while normal requests are timed. Prints one JSON line; run in its own process by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import threading
@@ -31,10 +32,8 @@ def trickling(address: tuple[str, int], path: str, slow: int, timeout: float = 1
     def drip() -> None:
         while not stop.wait(0.5):
             for sock in sockets:
-                try:
+                with contextlib.suppress(OSError):  # closed by the server: the others keep dripping
                     sock.sendall(b"ab")
-                except OSError:
-                    pass
     dripper = threading.Thread(target=drip, daemon=True)
     dripper.start()
     try:

@@ -29,7 +29,7 @@ from bench.servers import ROOT, S3Server, group_rss_mb, serve
 
 LIMIT_MB, DYNO_MB = 320.0, 512.0
 BUCKET, PREFIX = "bench-models", "models"
-# Fake credentials and no profile files: nothing may reach AWS (as tests/s3_fixtures.py).
+# Fake credentials and no profile files: nothing may reach AWS (as tests/conftest.py).
 FAKE = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
 # The S3 client library alone in a bare interpreter: what each worker pays on top of the rest.

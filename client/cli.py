@@ -15,8 +15,16 @@ from botocore.exceptions import BotoCoreError
 from tqdm import tqdm
 
 from client.api import PredictionClient, PredictionError
-from client.s3 import (S3Error, is_image_key, list_keys, load_env, parse_s3_reference, read_object,
-                       read_reference, s3_client)
+from client.s3 import (
+    S3Error,
+    is_image_key,
+    list_keys,
+    load_env,
+    parse_s3_reference,
+    read_object,
+    read_reference,
+    s3_client,
+)
 
 DEFAULT_API_URL = "http://127.0.0.1:5000"
 SHOWN_ERRORS = 10  # errors listed in the summary; the output file has them all
@@ -43,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="first retry delay in seconds, doubled each retry (default %(default)s)")
     common.add_argument("--top-k", type=int, default=None, help="predictions per image (server default)")
 
-    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__)
+    # The command as typed: keras-serve-client when installed, python -m client from a checkout.
+    command = Path(sys.argv[0]).name
+    parser = argparse.ArgumentParser(prog="python -m client" if command == "__main__.py" else command,
+                                     description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("predict", parents=[common], help="classify S3 references or local files")
     one.add_argument("refs", nargs="+", metavar="REF", help="s3://bucket/key, an S3 URL, a bare key or a file")
@@ -110,7 +121,7 @@ def classify(api: PredictionClient, s3: Any, bucket: str, key: str, top_k: int |
     try:
         prediction = api.predict(read_object(s3, bucket, key), key, top_k=top_k)
         return {"key": key, "label": prediction.label, "confidence": prediction.confidence}
-    except Exception as error:  # noqa: BLE001 - one bad object must not stop the run; it is recorded
+    except Exception as error:
         return {"key": key, "error": error_text(error), "error_type": type(error).__name__}
 
 
@@ -122,13 +133,13 @@ def classify_batch(api: PredictionClient, s3: Any, bucket: str, keys: list[str],
     for key in keys:
         try:
             readable.append((read_object(s3, bucket, key), key))
-        except Exception as error:  # noqa: BLE001 - recorded per key, like classify
+        except Exception as error:
             records[key] = {"key": key, "error": error_text(error), "error_type": type(error).__name__}
     try:
         answers: list[Any] = api.predict_many(readable, top_k=top_k) if readable else []
-    except Exception as error:  # noqa: BLE001 - the whole request failed: every key in it records why
+    except Exception as error:
         answers = [error] * len(readable)
-    for (_, key), answer in zip(readable, answers):
+    for (_, key), answer in zip(readable, answers, strict=True):
         records[key] = ({"key": key, "error": error_text(answer), "error_type": type(answer).__name__}
                         if isinstance(answer, Exception) else
                         {"key": key, "label": answer.label, "confidence": answer.confidence})

@@ -30,8 +30,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.digits import load_split, render, render_augmented, render_printed, to_jpeg, to_png  # noqa: E402
-from util.serve.image import Preprocessing, preprocess, preprocess_image  # noqa: E402
+from scripts.digits import load_split, render, render_augmented, render_printed, to_jpeg, to_png  # noqa: E402 - after sys.path
+from util.serve.image import Preprocessing, preprocess, preprocess_image  # noqa: E402 - after sys.path
 
 SEED = 0
 EVAL_SEED = 1  # augmented test uploads must not repeat the training draws
@@ -63,7 +63,7 @@ def prepare(image: Image.Image, jpeg: bool = False) -> np.ndarray:
 def training_set(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Clean and augmented renders of every training digit, plus font-printed digits."""
     inputs, labels = [], []
-    for digit, label in zip(x, y):
+    for digit, label in zip(x, y, strict=True):
         inputs.append(prepare(render(digit)))
         labels.append(label)
         for _ in range(AUGMENTED_PER_DIGIT):
@@ -107,12 +107,12 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, tupl
         return preprocess(data, SHAPE, PREPROCESSING, max_pixels=MAX_PIXELS)
 
     rng = np.random.default_rng(EVAL_SEED)
-    varied = [(d, l) for d, l in zip(x, y) for _ in range(EVAL_AUGMENTED_PER_DIGIT)]
+    varied = [(d, label) for d, label in zip(x, y, strict=True) for _ in range(EVAL_AUGMENTED_PER_DIGIT)]
     printed = [(n, s) for s in EVAL_PRINTED_SIZES for n in range(10)]
     return {
         "held-out accuracy (rendered PNG)": accuracy(model, (served(to_png(render(d))) for d in x), y),
         "held-out accuracy (augmented JPEG)": accuracy(
-            model, (served(to_jpeg(render_augmented(d, rng))) for d, _ in varied), (l for _, l in varied)),
+            model, (served(to_jpeg(render_augmented(d, rng))) for d, _ in varied), (label for _, label in varied)),
         "printed digits (Pillow font, sizes " + ",".join(map(str, EVAL_PRINTED_SIZES)) + ")": accuracy(
             model, (served(to_png(render_printed(n, s))) for n, s in printed), (n for n, _ in printed)),
     }

@@ -58,10 +58,10 @@ def solid(color: tuple[int, ...] | int, size: tuple[int, int] = (32, 24), mode: 
     return Image.new(mode, size, color)
 
 
-def keras_model(spec):  # type: ignore[no-untyped-def]
+def keras_model(spec):
     """The Keras model a Keras save format loads to (for comparing with what is served)."""
     from util.build import formats
-    return formats.load(spec).model  # type: ignore[attr-defined]
+    return formats.load(spec).model
 
 
 SPOT = (slice(8, 16), slice(16, 24))  # rows, columns of the one region the `spot` model looks at

@@ -16,7 +16,7 @@ class Clients:
     def run(self, index: int) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> "Clients":
+    def __enter__(self) -> Clients:
         for thread in self.threads:
             thread.start()
         return self

@@ -40,7 +40,7 @@ def colors_versions(models_dir: Path, root: Path, versions: int) -> Path:
     return root
 
 
-def predict(client, path: str = "/colors/prediction"):  # type: ignore[no-untyped-def]
+def predict(client, path: str = "/colors/prediction"):
     return client.post(path, data={"image": (io.BytesIO(RED), "red.png")})
 
 

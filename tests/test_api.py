@@ -5,25 +5,24 @@ import io
 import re
 from pathlib import Path
 
-import pytest
 from openapi_spec_validator import validate
 
 from application import create_app
 from tests import builders
 
 
-def post(client, model: str, data: bytes, **form: str):  # type: ignore[no-untyped-def]
+def post(client, model: str, data: bytes, **form: str):
     return client.post(f"/{model}/prediction", data={"image": (io.BytesIO(data), "x.png"), **form},
                        content_type="multipart/form-data")
 
 
-def test_swagger_ui_is_served_at_root(client) -> None:  # type: ignore[no-untyped-def]
+def test_swagger_ui_is_served_at_root(client) -> None:
     page = client.get("/")
     assert page.status_code == 200 and b"swagger-ui" in page.data
     assert b"swagger.json" in page.data
 
 
-def test_spec_is_valid_swagger_2_with_a_namespace_per_model(client) -> None:  # type: ignore[no-untyped-def]
+def test_spec_is_valid_swagger_2_with_a_namespace_per_model(client) -> None:
     spec = client.get("/swagger.json").get_json()
     validate(spec)  # raises on any violation of the Swagger 2.0 schema
     assert spec["swagger"] == "2.0"
@@ -48,21 +47,21 @@ def test_spec_is_valid_swagger_2_with_a_namespace_per_model(client) -> None:  # 
     assert predict["summary"] and "\n" not in predict["summary"]
 
 
-def test_prediction_body(client) -> None:  # type: ignore[no-untyped-def]
+def test_prediction_body(client) -> None:
     body = post(client, "colors", builders.encode(builders.solid((10, 200, 30)))).get_json()
     assert body["label"] == "green" and body["model"] == "colors" and body["version"] == 1
-    assert [p["label"] for p in body["predictions"]][0] == "green" and len(body["predictions"]) == 3
+    assert next(p["label"] for p in body["predictions"]) == "green" and len(body["predictions"]) == 3
     assert body["confidence"] == body["predictions"][0]["confidence"] > 0.9
     assert abs(sum(p["confidence"] for p in body["predictions"]) - 1) < 1e-5
 
 
-def test_top_k_from_query_string(client) -> None:  # type: ignore[no-untyped-def]
+def test_top_k_from_query_string(client) -> None:
     data = {"image": (io.BytesIO(builders.encode(builders.solid((200, 0, 0)))), "r.png")}
     body = client.post("/colors/prediction?top_k=1", data=data).get_json()
     assert len(body["predictions"]) == 1 and body["label"] == "red"
 
 
-def test_metadata(client) -> None:  # type: ignore[no-untyped-def]
+def test_metadata(client) -> None:
     info = client.get("/shades/").get_json()
     assert info["name"] == "shades" and info["labels"] == ["dark", "light"]
     assert info["input_shape"] == [8, 8, 1] and info["runtime"] == "tflite" and info["ready"] is True
@@ -75,7 +74,7 @@ def test_metadata(client) -> None:  # type: ignore[no-untyped-def]
     assert 0 <= info["verified_max_abs_diff"] <= 1e-4
 
 
-def test_health(client) -> None:  # type: ignore[no-untyped-def]
+def test_health(client) -> None:
     assert client.get("/health/live").get_json()["status"] == "ok"
     ready = client.get("/health/ready")
     assert ready.status_code == 200 and ready.get_json()["models"] == {"colors": True, "shades": True}
@@ -104,7 +103,7 @@ def test_preload_starts_and_reports_a_model_that_cannot_load(tmp_path: Path) -> 
     assert app.test_client().post("/colors/prediction").status_code == 404  # no version: no route
 
 
-def test_method_not_allowed_is_json(client) -> None:  # type: ignore[no-untyped-def]
+def test_method_not_allowed_is_json(client) -> None:
     response = client.get("/colors/prediction")
     assert response.status_code == 405 and response.get_json()["error"] == "method_not_allowed"
 

@@ -13,21 +13,21 @@ def files(*parts: tuple[bytes, str]) -> list[tuple[io.BytesIO, str]]:
     return [(io.BytesIO(data), name) for data, name in parts]
 
 
-def test_results_in_upload_order_equal_single_requests_and_a_bad_file_fails_alone(client) -> None:  # type: ignore[no-untyped-def]
+def test_results_in_upload_order_equal_single_requests_and_a_bad_file_fails_alone(client) -> None:
     images = [(builders.encode(builders.solid(c)), f"{i}.png") for i, c in enumerate(COLOURS)]
-    upload = images[:2] + [(b"not an image", "notes.txt")] + images[2:]
+    upload = [*images[:2], (b"not an image", "notes.txt"), *images[2:]]
     answer = client.post("/colors/predictions", data={"images": files(*upload), "top_k": "2"})
     assert answer.status_code == 200
     results = answer.get_json()["results"]
     assert [r["filename"] for r in results] == ["0.png", "1.png", "notes.txt", "2.png"]
     assert results[2]["status"] == 400 and results[2]["error"] == "invalid_image"
-    for result, (data, _) in zip([results[0], results[1], results[3]], images):
+    for result, (data, _) in zip([results[0], results[1], results[3]], images, strict=True):
         single = client.post("/colors/prediction", data={"image": (io.BytesIO(data), "x.png"), "top_k": "2"}).get_json()
         assert {k: v for k, v in result.items() if k != "filename"} == single
     assert [r["label"] for r in (results[0], results[1], results[3])] == ["red", "green", "blue"]
 
 
-def test_one_runtime_batch(app, client) -> None:  # type: ignore[no-untyped-def]
+def test_one_runtime_batch(app, client) -> None:
     runtime = app.extensions["registry"].models["colors"].runtime
     before = sum(runtime.runs.values())
     upload = [(builders.encode(builders.solid(c)), "c.png") for c in COLOURS]
@@ -35,7 +35,7 @@ def test_one_runtime_batch(app, client) -> None:  # type: ignore[no-untyped-def]
     assert sum(runtime.runs.values()) == before + 1
 
 
-def test_limits_and_missing_images(app, client) -> None:  # type: ignore[no-untyped-def]
+def test_limits_and_missing_images(app, client) -> None:
     limit = app.config["MAX_BATCH_IMAGES"]
     many = [(builders.encode(builders.solid((1, 2, 3))), "p.png")] * (limit + 1)
     answer = client.post("/colors/predictions", data={"images": files(*many)})
@@ -46,7 +46,7 @@ def test_limits_and_missing_images(app, client) -> None:  # type: ignore[no-unty
     assert answer.status_code == 200 and answer.get_json()["version"] == 1
 
 
-def test_when_no_image_is_readable_the_request_fails_with_the_first_reason(client) -> None:  # type: ignore[no-untyped-def]
+def test_when_no_image_is_readable_the_request_fails_with_the_first_reason(client) -> None:
     answer = client.post("/colors/predictions", data={"images": files((b"%PDF-1.4", "a.pdf"), (b"", "b.png"))})
     assert answer.status_code == 400 and answer.get_json()["error"] == "invalid_image"
     assert "not a readable image" in answer.get_json()["message"]

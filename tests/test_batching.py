@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from util.serve.batching import BatchingRuntime
 from util.errors import InferenceError, NotReady
-from util.serve.spec import read_spec
+from util.serve.batching import BatchingRuntime
 from util.serve.runtimes import LiteRTRuntime
+from util.serve.spec import read_spec
 
 
 class Flaky:
@@ -59,7 +59,7 @@ def test_concurrent_requests_each_get_their_own_result(colors: LiteRTRuntime) ->
 
 def test_a_failing_batch_fails_only_its_requests(colors: LiteRTRuntime) -> None:
     batcher = BatchingRuntime(Flaky(colors), max_batch_size=4, max_batch_delay_ms=0)
-    with pytest.raises(InferenceError, match="inference failed for a batch of 1 request.*poisoned"):
+    with pytest.raises(InferenceError, match=r"inference failed for a batch of 1 request.*poisoned"):
         batcher.predict(-np.ones((1, 8, 8, 3), np.float32))
     good = batcher.predict(images(1))  # the batch thread survived the failure
     np.testing.assert_allclose(good, colors.predict(images(1)), atol=1e-6)
@@ -98,7 +98,7 @@ def test_api_maps_batch_failure_to_json_500(models_dir: Path) -> None:
                                                                          "max_batch_delay_ms": 2.0}
     served.runtime.runtime = Flaky(served.runtime.runtime)
     served.runtime.runtime.delay = 0
-    served.runtime.runtime.runtime = None  # type: ignore[assignment]  # any call now fails
+    served.runtime.runtime.runtime = None  # any call now fails
     response = app.test_client().post("/colors/prediction", data={
         "image": (io.BytesIO(builders.encode(builders.solid((250, 0, 0)))), "r.png")})
     assert response.status_code == 500

@@ -24,7 +24,8 @@ def test_bench_smoke_run_writes_every_section(tmp_path: Path) -> None:
     for heading in ("## Targets", "(a) in-process limit", "(b) this server", "(c) naive baseline",
                     "(d) HTTP floor", "(f) peers", "(g) other routes", "Open Inference V2",
                     "(h) explanations", "Not run: no peers venv", "## int8 artifact",
-                    "MobileNetV2 int8, 224x224 JPEG", "Process-model variants", "HTTP front ends", "## Soak", "digits, PNG", "1024x768 JPEG"):
+                    "MobileNetV2 int8, 224x224 JPEG", "Process-model variants", "HTTP front ends", "## Soak",
+                    "digits, PNG", "1024x768 JPEG"):
         assert heading in text, heading
     results = json.loads(output.with_suffix(".json").read_text())
     for entry in results["sets"].values():

@@ -17,7 +17,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 SCREENSHOT = ROOT / "test-output" / "swagger-ui.png"
 
 
-def try_out(page, url: str, operation_id: str):  # type: ignore[no-untyped-def]
+def try_out(page, url: str, operation_id: str):
     """Open the Swagger UI at `url`, unfold the digits section and `operation_id`, press "Try it out"."""
     page.goto(f"{url}/")
     page.locator("#operations-tag-digits").click()
@@ -27,7 +27,7 @@ def try_out(page, url: str, operation_id: str):  # type: ignore[no-untyped-def]
     return operation
 
 
-def test_swagger_ui_classifies_an_uploaded_digit(live_server: str, tmp_path: Path, digits_split) -> None:  # type: ignore[no-untyped-def]
+def test_swagger_ui_classifies_an_uploaded_digit(live_server: str, tmp_path: Path, digits_split) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     from scripts.digits import render, to_png
@@ -48,7 +48,8 @@ def test_swagger_ui_classifies_an_uploaded_digit(live_server: str, tmp_path: Pat
             operation.locator("button.execute").click()
             answer = operation.locator(".live-responses-table .response-col_description pre").first
             expect(answer).to_contain_text('"label": "7"', timeout=20_000)
-            expect(operation.locator(".live-responses-table tr.response .response-col_status").first).to_contain_text("200")
+            status = operation.locator(".live-responses-table tr.response .response-col_status").first
+            expect(status).to_contain_text("200")
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
         finally:
@@ -61,7 +62,7 @@ def test_swagger_ui_classifies_an_uploaded_digit(live_server: str, tmp_path: Pat
 
 
 @pytest.fixture(scope="module")
-def keyed_server(server_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def keyed_server(server_factory) -> Iterator[str]:
     with server_factory(API_KEYS="browser-key") as url:
         yield url
 
@@ -96,7 +97,7 @@ def test_swagger_ui_authorize_then_predict(keyed_server: str, tmp_path: Path) ->
 
 
 def test_swagger_ui_sends_several_images_to_the_batch_route(live_server: str, tmp_path: Path,
-                                                           digits_split) -> None:  # type: ignore[no-untyped-def]
+                                                           digits_split) -> None:
     import json
 
     from playwright.sync_api import expect, sync_playwright
@@ -130,7 +131,7 @@ def test_swagger_ui_sends_several_images_to_the_batch_route(live_server: str, tm
 
 
 def test_swagger_ui_shows_the_explanation_image(live_server: str, tmp_path: Path,
-                                                digits_split) -> None:  # type: ignore[no-untyped-def]
+                                                digits_split) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     from scripts.digits import render, to_png

@@ -11,15 +11,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 import client.cli as cli
 from client import APIError, APIUnavailable, PredictionClient
-from tests.conftest import ROOT, free_port
-from tests.s3_fixtures import aws_env, bucket, s3, s3_server  # noqa: F401 - fixtures
 from scripts.digits import render, to_png
+from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.slow  # gunicorn and moto servers
 
@@ -35,7 +34,7 @@ def upload_digits(s3: Any, bucket: str, images: Any, labels: Any, prefix: str) -
     truth = {f"{prefix}{i:04d} digit.png": int(label) for i, label in enumerate(labels)}
     bodies = [to_png(render(image)) for image in images]
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda kv: s3.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), zip(truth, bodies)))
+        list(pool.map(lambda kv: s3.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), zip(truth, bodies, strict=True)))
     return truth
 
 
@@ -166,10 +165,10 @@ def test_module_entry_point_exit_status(s3: Any, bucket: str) -> None:
 
 class Flaky(BaseHTTPRequestHandler):
     """Answers 503, then 429, then a prediction; counts requests."""
-    statuses = [503, 429, 200]
-    seen: list[tuple[str, str]] = []
+    statuses: ClassVar[list[int]] = [503, 429, 200]
+    seen: ClassVar[list[tuple[str, str]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
         status = self.statuses[min(len(self.seen), 2)]
         self.seen.append((self.path, self.headers["Content-Type"]))

@@ -9,9 +9,17 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from client import (AccessDenied, BucketNotFound, ObjectNotFound, S3Error, list_keys, parse_s3_reference,
-                    read_object, read_reference, s3_client)
-from tests.s3_fixtures import aws_env, bucket, s3, s3_server  # noqa: F401 - fixtures
+from client import (
+    AccessDenied,
+    BucketNotFound,
+    ObjectNotFound,
+    S3Error,
+    list_keys,
+    parse_s3_reference,
+    read_object,
+    read_reference,
+    s3_client,
+)
 
 pytestmark = pytest.mark.slow  # moto's S3 server
 

@@ -13,11 +13,11 @@ import pytest
 from tests import builders
 from util.build import compile as compiler
 from util.build.formats.keras_source import KerasSource
-from util.serve import artifacts
-from util.errors import ModelLoadError
-from util.serve.spec import read_spec
-from util.serve.runtimes import LiteRTRuntime
 from util.build.keras_runtime import KerasRuntime
+from util.errors import ModelLoadError
+from util.serve import artifacts
+from util.serve.runtimes import LiteRTRuntime
+from util.serve.spec import read_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ from tests.tutorials import tagger
 
 @pytest.fixture(scope="module")
 def conformance_server(tmp_path_factory: pytest.TempPathFactory,
-                       server_factory: Callable[..., "contextmanager[str]"]) -> Iterator[str]:
+                       server_factory: Callable[..., contextmanager[str]]) -> Iterator[str]:
     """The default digits model and a multi-label one (whose spec declares `threshold`)."""
     from util.build.compile import compile_model
     from util.serve.spec import read_spec
@@ -43,7 +43,7 @@ def test_schemathesis_finds_nothing(conformance_server: str) -> None:
     assert "Selected: 33/33" in run.stdout
 
 
-def test_405_keeps_the_allow_header_in_json(client) -> None:  # type: ignore[no-untyped-def]
+def test_405_keeps_the_allow_header_in_json(client) -> None:
     answer = client.get("/colors/prediction")
     assert answer.status_code == 405 and answer.get_json()["error"] == "method_not_allowed"
     assert "POST" in answer.headers["Allow"] and answer.mimetype == "application/json"
@@ -57,7 +57,7 @@ def test_405_keeps_the_allow_header_in_json(client) -> None:  # type: ignore[no-
     ({"top_k": "1.5"}, "top_k must be an integer"),
     ({"threshold": "0.5"}, "threshold applies to multi-label models only"),
 ])
-def test_form_fields_are_checked(client, form: dict, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_form_fields_are_checked(client, form: dict, message: str) -> None:
     import io
 
     from tests import builders
@@ -67,7 +67,7 @@ def test_form_fields_are_checked(client, form: dict, message: str) -> None:  # t
     assert message in answer.get_json()["message"]
 
 
-def test_a_part_without_a_name_is_a_400_not_a_500(client) -> None:  # type: ignore[no-untyped-def]
+def test_a_part_without_a_name_is_a_400_not_a_500(client) -> None:
     # Found by schemathesis: Werkzeug files a part whose name it cannot read under None.
     from tests import builders
     boundary = "b0undary"

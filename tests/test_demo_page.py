@@ -23,7 +23,7 @@ DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
-def digit(digits_split, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+def digit(digits_split, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from scripts.digits import render, to_png
     _, _, x_test, y_test = digits_split
     path = tmp_path_factory.mktemp("demo") / "five.png"
@@ -50,18 +50,18 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]
     assert not outside, f"the page loaded from outside 127.0.0.1: {outside}"
 
 
-def bars(page) -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
+def bars(page) -> list[tuple[str, float]]:
     items = page.locator("#bars li")
     return [(items.nth(i).get_attribute("data-label"), float(items.nth(i).get_attribute("data-confidence")))
             for i in range(items.count())]
 
 
-def picture(page) -> np.ndarray:  # type: ignore[no-untyped-def]
+def picture(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.locator(".stack").screenshot())).convert("RGB")).astype(int)
 
 
 def test_demo_classifies_explains_and_reports_errors(live_server: str, browser_context, digit: Path,
-                                                     tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+                                                     tmp_path: Path) -> None:
     from playwright.sync_api import expect
     context, requested = browser_context
     page = context.new_page()
@@ -106,7 +106,7 @@ def test_demo_classifies_explains_and_reports_errors(live_server: str, browser_c
     page.close()
 
 
-def test_demo_by_keyboard_at_phone_width(live_server: str, browser_context, digit: Path) -> None:  # type: ignore[no-untyped-def]
+def test_demo_by_keyboard_at_phone_width(live_server: str, browser_context, digit: Path) -> None:
     from playwright.sync_api import expect
     context, _ = browser_context
     page = context.new_page()
@@ -133,9 +133,9 @@ def test_demo_by_keyboard_at_phone_width(live_server: str, browser_context, digi
     page.close()
 
 
-def test_demo_takes_a_photo_with_the_camera(live_server: str, browser_context) -> None:  # type: ignore[no-untyped-def]
+def test_demo_takes_a_photo_with_the_camera(live_server: str, browser_context) -> None:
     from playwright.sync_api import expect
-    context, requested = browser_context
+    context, _requested = browser_context
     page = context.new_page()
     page.goto(f"{live_server}/demo")
     page.get_by_role("button", name="Use the camera").click()

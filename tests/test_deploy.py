@@ -34,7 +34,7 @@ def process_tree(root_pid: int) -> list[str]:
     while stack:
         pid = stack.pop()
         try:
-            found.append((Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()))
+            found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
         except OSError:
             continue
         stack.extend(children.get(pid, []))
@@ -59,7 +59,7 @@ def assert_reads_digits(url: str, count: int = 5) -> None:
     """The default model answers held-out digits right."""
     from scripts.digits import load_split, render, to_png
     _, _, x_test, y_test = load_split()
-    for digit, label in list(zip(x_test, y_test))[:count]:
+    for digit, label in list(zip(x_test, y_test, strict=True))[:count]:
         answer = requests.post(f"{url}/digits/prediction", files={"image": ("d.png", to_png(render(digit)))},
                                timeout=30).json()
         assert answer["label"] == str(label), answer

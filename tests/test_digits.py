@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from util.serve.artifacts import artifact_status
 from scripts.digits import render, render_printed, to_jpeg, to_png
+from util.serve.artifacts import artifact_status
 from util.serve.image import preprocess
-from util.serve.spec import ModelSpec, discover
 from util.serve.runtimes import LiteRTRuntime
+from util.serve.spec import ModelSpec, discover
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_default_model_is_complete_and_compiled(spec: ModelSpec) -> None:
 
 
 @pytest.mark.parametrize("encode, size", [(to_png, 128), (to_png, 28), (to_jpeg, 300)])
-def test_held_out_digits_as_uploads(runtime: LiteRTRuntime, spec: ModelSpec, digits_split,  # type: ignore[no-untyped-def]
+def test_held_out_digits_as_uploads(runtime: LiteRTRuntime, spec: ModelSpec, digits_split,
                                     encode, size: int) -> None:
     _, _, x_test, y_test = digits_split
     assert accuracy(runtime, spec, [encode(render(d, size)) for d in x_test], y_test) >= 0.97
@@ -46,5 +46,6 @@ def test_held_out_digits_as_uploads(runtime: LiteRTRuntime, spec: ModelSpec, dig
 
 def test_printed_digits(runtime: LiteRTRuntime, spec: ModelSpec) -> None:
     labels = np.array([d for _ in range(3) for d in range(10)])
-    uploads = [to_png(render_printed(int(d), size)) for size, d in zip([24] * 10 + [64] * 10 + [160] * 10, labels)]
+    sizes = [24] * 10 + [64] * 10 + [160] * 10
+    uploads = [to_png(render_printed(int(d), size)) for size, d in zip(sizes, labels, strict=True)]
     assert accuracy(runtime, spec, uploads, labels) >= 0.9

@@ -46,7 +46,7 @@ def stages(dockerfile: Path = DOCKERFILE) -> list[list[dict]]:
     """Each stage's instructions (FROM first, comments dropped), each with `env`: the ENV in force there."""
     parser = DockerfileParser(path=str(dockerfile), parent_env={})
     found: list[list[dict]] = []
-    for ins, context in zip(parser.structure, parser.context_structure):
+    for ins, context in zip(parser.structure, parser.context_structure, strict=True):
         if ins["instruction"] == "FROM":
             found.append([])
         if found and ins["instruction"] != "COMMENT":

@@ -26,17 +26,17 @@ def spot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def make_app(models_dir: Path, **settings: object):  # type: ignore[no-untyped-def]
+def make_app(models_dir: Path, **settings: object):
     from application import create_app
     return create_app({"MODELS_DIR": str(models_dir), "PRELOAD_MODELS": True, **settings})
 
 
 @pytest.fixture(scope="module")
-def spot_app(spot_dir: Path):  # type: ignore[no-untyped-def]
+def spot_app(spot_dir: Path):
     return make_app(spot_dir)
 
 
-def explain(client, image: Image.Image, model: str = "spot", headers: dict | None = None,  # type: ignore[no-untyped-def]
+def explain(client, image: Image.Image, model: str = "spot", headers: dict | None = None,
             **fields: object):
     data = {"image": (io.BytesIO(builders.encode(image)), "image.png"), **{k: str(v) for k, v in fields.items()}}
     return client.post(f"/{model}/explanation", data=data, headers=headers if headers is not None else JSON)
@@ -48,7 +48,7 @@ def log_odds(p: np.ndarray, index: int) -> float:
     return float(np.log(p[index]) - np.log(np.delete(p, index).sum()))
 
 
-def keras_occlusion(model, x: np.ndarray, grid: int, index: int,  # type: ignore[no-untyped-def]
+def keras_occlusion(model, x: np.ndarray, grid: int, index: int,
                     measure: str = "confidence") -> np.ndarray:
     """The reference: each cell in turn set to the image's mean colour, scored by Keras itself."""
     height, width, _ = x.shape
@@ -69,7 +69,7 @@ def keras_occlusion(model, x: np.ndarray, grid: int, index: int,  # type: ignore
     return drops
 
 
-def test_the_map_peaks_on_the_one_region_the_model_looks_at(spot_app) -> None:  # type: ignore[no-untyped-def]
+def test_the_map_peaks_on_the_one_region_the_model_looks_at(spot_app) -> None:
     client = spot_app.test_client()
     coarse = explain(client, builders.spot_image(), grid=4).get_json()
     assert coarse["label"] == "spot" and coarse["baseline_confidence"] > 0.9 and coarse["shape"] == [4, 4]
@@ -77,14 +77,14 @@ def test_the_map_peaks_on_the_one_region_the_model_looks_at(spot_app) -> None:  
     assert np.unravel_index(grid.argmax(), grid.shape) == (1, 2)  # SPOT is rows 8-15, columns 16-23 of 32
     assert grid[1, 2] > 0.5 and np.abs(np.delete(grid.ravel(), 1 * 4 + 2)).max() < 1e-6
     fine = np.array(explain(client, builders.spot_image(), grid=8).get_json()["grid"])
-    lit = {(int(r), int(c)) for r, c in zip(*np.nonzero(fine > 0.01))}
+    lit = {(int(r), int(c)) for r, c in zip(*np.nonzero(fine > 0.01), strict=True)}
     assert lit == {(2, 4), (2, 5), (3, 4), (3, 5)}  # the four cells SPOT covers at 4x4 pixels a cell
     other = np.array(explain(client, builders.spot_image(), grid=4, label="plain").get_json()["grid"])
     assert other[1, 2] < -0.5  # occluding the spot is what makes `plain` more likely
 
 
 @pytest.mark.parametrize("measure", ["confidence", "log_odds"])
-def test_the_map_equals_keras_occlusion(spot_app, spot_dir: Path, measure: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_map_equals_keras_occlusion(spot_app, spot_dir: Path, measure: str) -> None:
     from util.serve.spec import discover
     served = spot_app.extensions["registry"].models["spot"]
     image = builders.spot_image(noise=0.5, seed=3)  # noise: every cell matters a little, differently
@@ -97,7 +97,7 @@ def test_the_map_equals_keras_occlusion(spot_app, spot_dir: Path, measure: str) 
 
 
 @pytest.mark.parametrize("measure", ["confidence", "log_odds"])
-def test_digits_map_equals_keras_occlusion_on_a_real_digit(digits_split, measure: str) -> None:  # type: ignore[no-untyped-def]
+def test_digits_map_equals_keras_occlusion_on_a_real_digit(digits_split, measure: str) -> None:
     from scripts.digits import render, to_png
     from util.serve.spec import discover
     app = make_app(ROOT / "saved_models")
@@ -138,7 +138,7 @@ def test_passes_are_batched_and_bounded(spot_dir: Path) -> None:
     assert batches == []  # refused before any pass
 
 
-def test_png_overlay_is_the_default_answer(spot_app) -> None:  # type: ignore[no-untyped-def]
+def test_png_overlay_is_the_default_answer(spot_app) -> None:
     client = spot_app.test_client()
     wide = Image.new("L", (64, 32), 0)
     wide.paste(builders.spot_image().resize((64, 32)))
@@ -161,13 +161,13 @@ def test_png_overlay_is_the_default_answer(spot_app) -> None:  # type: ignore[no
     ({"threshold": 0.5}, JSON, 400, "unknown form field"),
     ({}, {"Accept": "text/html"}, 406, "image/png or application/json"),
 ])
-def test_bad_requests_are_clear_4xx(spot_app, fields: dict, headers: dict, status: int,  # type: ignore[no-untyped-def]
+def test_bad_requests_are_clear_4xx(spot_app, fields: dict, headers: dict, status: int,
                                     words: str) -> None:
     answer = explain(spot_app.test_client(), builders.spot_image(), headers=headers, **fields)
     assert answer.status_code == status and words in answer.get_json()["message"], answer.get_json()
 
 
-def test_a_non_image_and_versions(spot_app) -> None:  # type: ignore[no-untyped-def]
+def test_a_non_image_and_versions(spot_app) -> None:
     client = spot_app.test_client()
     broken = client.post("/spot/explanation", data={"image": (io.BytesIO(b"not an image"), "a.txt")}, headers=JSON)
     assert broken.status_code == 400 and broken.get_json()["error"] == "invalid_image"
@@ -180,7 +180,7 @@ def test_a_non_image_and_versions(spot_app) -> None:  # type: ignore[no-untyped-
     assert missing.status_code == 404 and missing.get_json()["error"] == "version_not_found"
 
 
-def test_swagger_documents_both_answers(spot_app) -> None:  # type: ignore[no-untyped-def]
+def test_swagger_documents_both_answers(spot_app) -> None:
     spec = spot_app.test_client().get("/swagger.json").get_json()
     operation = spec["paths"]["/spot/explanation"]["post"]
     assert operation["produces"] == ["image/png", "application/json"]

@@ -58,7 +58,7 @@ def remove_version(path: Path) -> None:
 
 
 def test_versions_swap_under_load_without_a_failed_or_mixed_answer(
-        server_factory: Callable[..., "AbstractContextManager[str]"], tmp_path: Path) -> None:
+        server_factory: Callable[..., AbstractContextManager[str]], tmp_path: Path) -> None:
     models = tmp_path / "models"
     (models / "digits").mkdir(parents=True)
     add_version(models / "digits", 1)
@@ -107,7 +107,7 @@ def test_versions_swap_under_load_without_a_failed_or_mixed_answer(
 
 
 def test_a_new_model_gets_routes_in_every_worker_and_a_removed_one_loses_them(
-        server_factory: Callable[..., "AbstractContextManager[str]"], tmp_path: Path) -> None:
+        server_factory: Callable[..., AbstractContextManager[str]], tmp_path: Path) -> None:
     models = tmp_path / "models"
     (models / "digits").mkdir(parents=True)
     add_version(models / "digits", 1)

@@ -18,7 +18,7 @@ from tests.test_versions import DIGITS, THREE
 COMPILED = ["labels.txt", "model.yaml", "model.tflite", "model.tflite.json", "samples"]
 
 
-def predict(client, name: str) -> dict:  # type: ignore[no-untyped-def]
+def predict(client, name: str) -> dict:
     answer = client.post(f"/{name}/prediction", data={"image": (io.BytesIO(THREE), "d.png")})
     assert answer.status_code == 200, answer.get_json()
     return answer.get_json()

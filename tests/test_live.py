@@ -34,10 +34,10 @@ def test_blocker_really_blocks_tensorflow(tf_blocker: tuple[Path, Path], tmp_pat
 
 
 def test_digit_predicted_by_server_that_cannot_import_tensorflow(
-        live_server: str, tf_blocker: tuple[Path, Path], digits_split) -> None:  # type: ignore[no-untyped-def]
+        live_server: str, tf_blocker: tuple[Path, Path], digits_split) -> None:
     from scripts.digits import render, to_png
     _, _, x_test, y_test = digits_split
-    for digit, label in list(zip(x_test, y_test))[:10]:
+    for digit, label in list(zip(x_test, y_test, strict=True))[:10]:
         body = post(f"{live_server}/digits/prediction", to_png(render(digit))).json()
         assert body["label"] == str(label), body
     info = requests.get(f"{live_server}/digits/", timeout=10).json()
@@ -46,7 +46,7 @@ def test_digit_predicted_by_server_that_cannot_import_tensorflow(
     assert not marker.exists(), f"the server tried to import: {marker.read_text()}"
 
 
-def test_tf_keras_and_keras3_fixture_models_served_live(server_factory, models_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tf_keras_and_keras3_fixture_models_served_live(server_factory, models_dir: Path) -> None:
     with server_factory(MODELS_DIR=str(models_dir)) as url:
         dark = post(f"{url}/shades/prediction", builders.encode(builders.solid(40, mode="L"))).json()
         red = post(f"{url}/colors/prediction", builders.encode(builders.solid((230, 20, 20)), "JPEG"),
@@ -71,10 +71,10 @@ def test_bad_input_over_http_is_json_4xx(live_server: str) -> None:
     assert requests.get(f"{live_server}/health/ready", timeout=10).status_code == 200
 
 
-def test_end_to_end_accuracy_matches_in_process(live_server: str, digits_split) -> None:  # type: ignore[no-untyped-def]
+def test_end_to_end_accuracy_matches_in_process(live_server: str, digits_split) -> None:
     from scripts.digits import render, to_png
-    from util.serve.image import preprocess
     from tests import builders
+    from util.serve.image import preprocess
     from util.serve.spec import discover
     _, _, x_test, y_test = digits_split
     uploads = [to_png(render(digit)) for digit in x_test]

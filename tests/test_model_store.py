@@ -6,7 +6,6 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +14,9 @@ import pytest
 from application import create_app
 from tests import builders
 from tests.conftest import ROOT, free_port
-from tests.s3_fixtures import aws_env, bucket, s3, s3_server  # noqa: F401 - fixtures
 from util.serve.store import MARKER
 
 IMAGES = [builders.encode(builders.solid(c)) for c in ((230, 20, 20), (20, 200, 40), (30, 40, 220), (128, 128, 128))]
-
-
-@pytest.fixture
-def store_env(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> str:  # noqa: F811
-    """The standard variable the server reads (the client library's own is AWS_S3_ENDPOINT_URL)."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_env)
-    return aws_env
 
 
 def publish(models: Path, url: str, *names: str) -> subprocess.CompletedProcess[str]:
@@ -37,24 +28,24 @@ def publish(models: Path, url: str, *names: str) -> subprocess.CompletedProcess[
     return run
 
 
-def s3_app(url: str, cache: Path, **settings: Any):  # type: ignore[no-untyped-def]
+def s3_app(url: str, cache: Path, **settings: Any):
     return create_app({"MODELS_DIR": url, "MODEL_CACHE_DIR": str(cache), "PRELOAD_MODELS": True,
                        "AUTO_COMPILE": False, "MODEL_POLL_SECONDS": 0, **settings})
 
 
-def predict(client, image: bytes, path: str = "/colors/prediction") -> dict:  # type: ignore[no-untyped-def]
+def predict(client, image: bytes, path: str = "/colors/prediction") -> dict:
     answer = client.post(path, data={"image": (io.BytesIO(image), "x.png")})
     assert answer.status_code == 200, answer.get_json()
     return answer.get_json()
 
 
-def put_version(s3: Any, bucket: str, prefix: str, version_dir: Path, names: list[str]) -> None:  # noqa: F811
+def put_version(s3: Any, bucket: str, prefix: str, version_dir: Path, names: list[str]) -> None:
     """Upload some of a version's files by hand (an upload that stopped, or a copy made without publish)."""
     for name in names:
         s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=(version_dir / name).read_bytes())
 
 
-def test_published_models_answer_as_from_disk(models_dir: Path, store_env: str, bucket: str,  # noqa: F811
+def test_published_models_answer_as_from_disk(models_dir: Path, store_env: str, bucket: str,
                                               tmp_path: Path) -> None:
     url = f"s3://{bucket}/models"
     first = publish(models_dir, url)
@@ -76,7 +67,7 @@ def test_published_models_answer_as_from_disk(models_dir: Path, store_env: str, 
     assert not any(name.endswith((".h5", "model.json")) for name in cached)  # compiled files only
 
 
-def test_versions_appear_only_when_whole(models_dir: Path, store_env: str, bucket: str, s3: Any,  # noqa: F811
+def test_versions_appear_only_when_whole(models_dir: Path, store_env: str, bucket: str, s3: Any,
                                          tmp_path: Path) -> None:
     url = f"s3://{bucket}/models"
     publish(models_dir, url, "colors")
@@ -108,7 +99,7 @@ def test_versions_appear_only_when_whole(models_dir: Path, store_env: str, bucke
 
 
 def test_a_new_version_serves_and_unchanged_files_are_not_fetched_again(
-        models_dir: Path, store_env: str, bucket: str, s3: Any, tmp_path: Path) -> None:  # noqa: F811
+        models_dir: Path, store_env: str, bucket: str, s3: Any, tmp_path: Path) -> None:
     url = f"s3://{bucket}/models"
     publish(models_dir, url, "colors")
     app = s3_app(url, tmp_path / "cache")
@@ -127,21 +118,7 @@ def test_a_new_version_serves_and_unchanged_files_are_not_fetched_again(
     assert "colors" not in registry.groups  # removed from the store: no longer served
 
 
-@pytest.fixture
-def own_store(store_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A second moto server (same in-process buckets) that a test may stop."""
-    from moto.server import ThreadedMotoServer
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def test_an_unreachable_store_serves_from_the_cache(models_dir: Path, own_store: Any, bucket: str,  # noqa: F811
+def test_an_unreachable_store_serves_from_the_cache(models_dir: Path, own_store: Any, bucket: str,
                                                     tmp_path: Path) -> None:
     url = f"s3://{bucket}/models"
     publish(models_dir, url, "colors")
@@ -158,7 +135,7 @@ def test_an_unreachable_store_serves_from_the_cache(models_dir: Path, own_store:
     assert empty.get("/health/ready").status_code == 503
 
 
-def test_publish_refuses_what_the_server_could_not_serve(models_dir: Path, store_env: str, bucket: str,  # noqa: F811
+def test_publish_refuses_what_the_server_could_not_serve(models_dir: Path, store_env: str, bucket: str,
                                                          tmp_path: Path) -> None:
     import json
     import shutil
@@ -181,7 +158,7 @@ def test_a_models_dir_that_is_no_store_is_refused_at_start(url: str, why: str) -
         create_app({"MODELS_DIR": url})
 
 
-def test_publishing_to_a_store_that_is_down_says_so(models_dir: Path, store_env: str,  # noqa: F811
+def test_publishing_to_a_store_that_is_down_says_so(models_dir: Path, store_env: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")

@@ -13,14 +13,9 @@ import pytest
 import requests
 
 from bench.servers import RssSampler, S3Server
-from tests.conftest import SERVERS
-from tests.s3_fixtures import FAKE_ENV, aws_env, s3_server  # noqa: F401 - fixtures
+from tests.conftest import FAKE_ENV, SERVERS
 from tests.test_hot_reload import Load, digit_pngs
-from tests.test_model_store import (  # noqa: F401 - fixtures
-    publish,
-    put_version,
-    store_env,
-)
+from tests.test_model_store import publish, put_version
 from tests.test_versions import add_version
 
 pytestmark = pytest.mark.slow
@@ -36,7 +31,7 @@ def digits_store(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(store_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:  # noqa: F811
+def store(store_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     """moto in a process of its own: in this one, the 16 client threads would slow it down."""
     process = S3Server()
     monkeypatch.setenv("AWS_ENDPOINT_URL", process.url)

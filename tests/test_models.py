@@ -58,8 +58,8 @@ def test_keras3_model_reads_legacy_h5_weights(tmp_path: Path) -> None:
     model = keras.models.model_from_json((path / "model.json").read_text())
     model.load_weights(str(path / "model.weights.h5"))
     (path / "model.weights.h5").unlink()
-    from keras.src.legacy.saving import legacy_h5_format
     import h5py
+    from keras.src.legacy.saving import legacy_h5_format
     with h5py.File(path / "weights.h5", "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
     loaded = builders.keras_model(read_spec(path))
@@ -76,7 +76,8 @@ def test_json_of_unknown_layer_names_directory(colors: Path) -> None:
     config = json.loads((colors / "model.json").read_text())
     config["config"]["layers"][1]["class_name"] = "NoSuchLayer"
     (colors / "model.json").write_text(json.dumps(config))
-    with pytest.raises(ModelLoadError, match=rf"{colors}.*uses the class NoSuchLayer, which is neither built into Keras"):
+    with pytest.raises(ModelLoadError,
+                       match=rf"{colors}.*uses the class NoSuchLayer, which is neither built into Keras"):
         builders.keras_model(read_spec(colors.parent))
 
 

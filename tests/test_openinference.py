@@ -83,7 +83,7 @@ def test_classification_extension(live_server: str, digits: list[bytes], native:
         "scores", binary_data=binary, class_count=3)])
     top = result.as_numpy("scores")
     assert top.shape == (len(digits), 3)
-    for row, expected in zip(top, native):
+    for row, expected in zip(top, native, strict=True):
         score, index, label = (row[0].decode() if isinstance(row[0], bytes) else row[0]).split(":")
         assert int(index) == int(np.argmax(expected)) and label == str(int(index))
         assert float(score) == pytest.approx(expected.max(), abs=1e-5)

@@ -26,12 +26,12 @@ def log_lines(text: str) -> list[dict]:
 
 
 @pytest.fixture
-def json_app(models_dir: Path):  # type: ignore[no-untyped-def]
+def json_app(models_dir: Path):
     from application import create_app
     return create_app({"MODELS_DIR": str(models_dir), "LOG_FORMAT": "json", "API_KEYS": ""})
 
 
-def test_request_id_is_kept_when_sane_and_made_otherwise(json_app, capsys: pytest.CaptureFixture) -> None:  # type: ignore[no-untyped-def]
+def test_request_id_is_kept_when_sane_and_made_otherwise(json_app, capsys: pytest.CaptureFixture) -> None:
     client = json_app.test_client()
     kept = client.post("/colors/prediction", data=upload(), headers={"X-Request-ID": "order-42.a:b"})
     assert kept.status_code == 200 and kept.headers["X-Request-ID"] == "order-42.a:b"
@@ -48,7 +48,7 @@ def test_request_id_is_kept_when_sane_and_made_otherwise(json_app, capsys: pytes
 
 
 def test_unexpected_error_is_logged_with_the_request_id_and_traceback(
-        json_app, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+        json_app, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     import util.serve.served as served
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -61,7 +61,7 @@ def test_unexpected_error_is_logged_with_the_request_id_and_traceback(
 
 
 @pytest.fixture
-def keyed_app(models_dir: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+def keyed_app(models_dir: Path, tmp_path: Path):
     from application import create_app
     keys = tmp_path / "keys.txt"
     keys.write_text("# operators\nfile-key\n")
@@ -74,7 +74,7 @@ def keyed_app(models_dir: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     ({"Authorization": "Bearer alpha"}, 200), ({"Authorization": "bearer beta"}, 200),
     ({"X-API-Key": "file-key"}, 200),
 ])
-def test_api_keys_guard_model_routes(keyed_app, headers: dict, status: int,  # type: ignore[no-untyped-def]
+def test_api_keys_guard_model_routes(keyed_app, headers: dict, status: int,
                                      capsys: pytest.CaptureFixture) -> None:
     client = keyed_app.test_client()
     for answer in (client.post("/colors/prediction", data=upload(), headers=headers),
@@ -87,7 +87,7 @@ def test_api_keys_guard_model_routes(keyed_app, headers: dict, status: int,  # t
     assert "alpha" not in logged and "file-key" not in logged and "beta" not in logged
 
 
-def test_health_docs_and_metrics_stay_open_and_the_spec_declares_the_schemes(keyed_app) -> None:  # type: ignore[no-untyped-def]
+def test_health_docs_and_metrics_stay_open_and_the_spec_declares_the_schemes(keyed_app) -> None:
     client = keyed_app.test_client()
     for path in ("/health/live", "/", "/swagger.json", "/ui/swagger-batch.js", "/metrics"):
         assert client.get(path).status_code == 200, path
@@ -108,7 +108,7 @@ def test_api_keys_open_can_close_everything(models_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def metered(tmp_path_factory: pytest.TempPathFactory, models_dir: Path,
-            server_factory: Callable[..., "contextmanager[str]"]) -> Iterator[tuple[str, Path]]:
+            server_factory: Callable[..., contextmanager[str]]) -> Iterator[tuple[str, Path]]:
     directory = tmp_path_factory.mktemp("prometheus")
     with server_factory(MODELS_DIR=str(models_dir), PROMETHEUS_MULTIPROC_DIR=str(directory), API_KEYS="sekret",
                         WEB_CONCURRENCY="2") as url:

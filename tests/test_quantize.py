@@ -30,7 +30,7 @@ def digits_int8(tmp_path: Path) -> Path:
     return target
 
 
-def test_int8_digits_agree_with_keras_on_held_out_digits(digits_int8: Path, digits_split) -> None:  # type: ignore[no-untyped-def]
+def test_int8_digits_agree_with_keras_on_held_out_digits(digits_int8: Path, digits_split) -> None:
     from scripts.digits import render, to_png
     from util.serve.artifacts import artifact_status
     from util.serve.image import preprocess

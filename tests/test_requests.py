@@ -5,6 +5,7 @@ and never a 5xx, a hang or an HTML page. The server runs with BODY_TIMEOUT=2 s.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -23,7 +24,7 @@ BOUNDARY = b"XyZ"
 
 
 @pytest.fixture(scope="module")
-def server(server_factory: Callable[..., "contextmanager[str]"]) -> Iterator[tuple[str, int]]:
+def server(server_factory: Callable[..., contextmanager[str]]) -> Iterator[tuple[str, int]]:
     with server_factory(BODY_TIMEOUT="2") as url:
         parts = urlsplit(url)
         yield parts.hostname or "127.0.0.1", parts.port or 80
@@ -47,10 +48,8 @@ def request(body: bytes, length: int | None = None, content_type: bytes = b"mult
 def exchange(address: tuple[str, int], data: bytes, wait: float = 10.0) -> tuple[int, dict, bytes]:
     """Send raw bytes, read the first response: (status, headers, body)."""
     with socket.create_connection(address, timeout=wait) as sock:
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # answered and closed before reading all
             sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered and closed before reading everything
         raw = b""
         try:
             while b"\r\n\r\n" not in raw or len(raw) < _expected(raw):
@@ -87,7 +86,8 @@ CASES = {
     "Content-Length over the limit": (request(GOOD, length=50_000_000), 413, "payload_too_large"),
     "chunked body over the limit": (
         b"POST /digits/prediction HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n" + (b"%x\r\n" % 1_000_000 + b"a" * 1_000_000 + b"\r\n") * 12 + b"0\r\n\r\n",
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        + (b"%x\r\n" % 1_000_000 + b"a" * 1_000_000 + b"\r\n") * 12 + b"0\r\n\r\n",
         413, "payload_too_large"),
     "top_k as a float": (request(multipart((b"image", b"a.png", PNG), (b"top_k", None, b"1.5"))), 400,
                          "invalid_parameter"),

@@ -70,7 +70,7 @@ def workers(master: int) -> list[int]:
 
 
 def test_sigterm_answers_every_accepted_request_and_exits_in_time(
-        server_factory: Callable[..., "contextmanager[str]"]) -> None:
+        server_factory: Callable[..., contextmanager[str]]) -> None:
     with server_factory(WEB_CONCURRENCY="2") as url:
         master, proc = master_pid(url), SERVERS[url].proc
         with Load(url) as load:
@@ -92,7 +92,7 @@ def test_sigterm_answers_every_accepted_request_and_exits_in_time(
     assert not [r for r in load.records if r[2].startswith("5")]  # afterwards: refused connections, never a 5xx
 
 
-def test_sighup_loses_no_request(server_factory: Callable[..., "contextmanager[str]"]) -> None:
+def test_sighup_loses_no_request(server_factory: Callable[..., contextmanager[str]]) -> None:
     with server_factory(WEB_CONCURRENCY="2") as url:
         master = master_pid(url)
         old = set(workers(master))
@@ -111,7 +111,7 @@ def test_sighup_loses_no_request(server_factory: Callable[..., "contextmanager[s
 
 
 def test_killed_worker_is_replaced_and_the_server_keeps_answering(
-        server_factory: Callable[..., "contextmanager[str]"]) -> None:
+        server_factory: Callable[..., contextmanager[str]]) -> None:
     with server_factory(WEB_CONCURRENCY="2") as url:
         master = master_pid(url)
         victim, survivor = workers(master)
@@ -143,7 +143,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def test_connections_opened_while_a_worker_restarts_are_spread_once_it_is_back(
-        server_factory: Callable[..., "contextmanager[str]"]) -> None:
+        server_factory: Callable[..., contextmanager[str]]) -> None:
     with server_factory(WEB_CONCURRENCY="2") as url:
         master = master_pid(url)
         victim, survivor = workers(master)

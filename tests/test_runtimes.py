@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from util.serve import activity
 from util.config import interpreter_plan, load_settings, usable_cores
-from util.serve.spec import read_spec
+from util.serve import activity
 from util.serve.runtimes import LiteRTRuntime
+from util.serve.spec import read_spec
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_the_count_is_shared_with_forked_workers() -> None:
     ({"WEB_CONCURRENCY": "1", "INFERENCE_LANES": "1"}, lambda c: (c, 1, c)),
     ({"INTERPRETER_THREADS": "3", "INFERENCE_LANES": "2", "SOLO_THREADS": "1"}, lambda c: (3, 2, 1)),
 ])
-def test_interpreter_plan(monkeypatch: pytest.MonkeyPatch, env: dict, expected) -> None:  # type: ignore[no-untyped-def]
+def test_interpreter_plan(monkeypatch: pytest.MonkeyPatch, env: dict, expected) -> None:
     for name in ("WEB_CONCURRENCY", "INFERENCE_LANES", "INTERPRETER_THREADS", "SOLO_THREADS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():

@@ -59,14 +59,14 @@ def tutorials(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 
 
 @pytest.fixture(scope="module")
-def server(tutorials: tuple[Path, dict, dict], server_factory: Callable[..., "contextmanager[str]"]) -> Iterator[str]:
+def server(tutorials: tuple[Path, dict, dict], server_factory: Callable[..., contextmanager[str]]) -> Iterator[str]:
     with server_factory(MODELS_DIR=str(tutorials[0])) as url:
         yield url
 
 
 def expected_scores(tutorial: Tutorial, data: bytes) -> dict[str, float]:
     x = preprocess(data, tutorial.image_shape, tutorial.preprocessing, MAX_PIXELS)
-    return dict(zip(tutorial.labels, tutorial.reference(x[None])[0].tolist()))
+    return dict(zip(tutorial.labels, tutorial.reference(x[None])[0].tolist(), strict=True))
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))

@@ -29,14 +29,14 @@ def models(tmp_path: Path) -> Path:
     return tmp_path / "models"
 
 
-def make_client(models: Path, policy: str = ""):  # type: ignore[no-untyped-def]
+def make_client(models: Path, policy: str = ""):
     if policy:
         (models / "digits" / "model.yaml").write_text(policy)
     app = create_app({"MODELS_DIR": str(models), "TESTING": True, "MODEL_POLL_SECONDS": 0})
     return app, app.test_client()
 
 
-def predict(client, path: str = "/digits/prediction"):  # type: ignore[no-untyped-def]
+def predict(client, path: str = "/digits/prediction"):
     return client.post(path, data={"image": (io.BytesIO(THREE), "d.png")})
 
 
@@ -51,7 +51,7 @@ THREE = _three()
 
 def test_all_versions_are_served_side_by_side(models: Path) -> None:
     add_version(models / "digits", 2, reversed_labels=True)
-    app, client = make_client(models, "versions: all\n")
+    _app, client = make_client(models, "versions: all\n")
     default, one, two = (predict(client, p) for p in ("/digits/prediction", "/digits/versions/1/prediction",
                                                       "/digits/versions/2/prediction"))
     assert default.status_code == one.status_code == two.status_code == 200

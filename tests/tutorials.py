@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,8 @@ def cats_vs_dogs(path: Path) -> Tutorial:
     tf_keras.utils.set_random_seed(1)
     layers = tf_keras.layers
     model = tf_keras.Sequential([layers.InputLayer((32, 32, 3)), layers.RandomFlip("horizontal"),
-                                 layers.RandomRotation(0.1), layers.Rescaling(1.0 / 255), layers.Conv2D(8, 3, activation="relu"),
+                                 layers.RandomRotation(0.1), layers.Rescaling(1.0 / 255),
+                                 layers.Conv2D(8, 3, activation="relu"),
                                  layers.MaxPooling2D(), layers.Conv2D(8, 3, activation="relu"),
                                  layers.GlobalAveragePooling2D(), layers.Dense(1, activation="sigmoid")])
     kernel, bias = model.layers[-1].get_weights()

@@ -5,9 +5,9 @@ Every key here is also a Flask config key, so `create_app({"MODELS_DIR": ...})` 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from dotenv import load_dotenv
 

@@ -1,8 +1,10 @@
 """One exception hierarchy for the whole service; each error knows its HTTP status.
 
-The API layer maps these to JSON once (api/__init__.py); the logic never imports Flask.
+The API layer maps these to JSON (api/assemble.py); the logic never imports Flask.
 """
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class ServiceError(Exception):
@@ -10,7 +12,7 @@ class ServiceError(Exception):
 
     status: int = 500
     code: str = "internal_error"
-    headers: dict[str, str] = {}  # noqa: RUF012 - read-only, per class
+    headers: ClassVar[dict[str, str]] = {}  # read-only, per class
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -42,7 +44,7 @@ class MalformedRequest(BadRequest):
 
 class Unauthorized(ServiceError):
     status, code = 401, "unauthorized"
-    headers = {"WWW-Authenticate": 'Bearer realm="keras-serve", charset="UTF-8"'}  # noqa: RUF012
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="keras-serve", charset="UTF-8"'}
 
 
 class RequestTimeout(ServiceError):

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import uuid
-from typing import Any
+from typing import Any, TextIO
 
 # A client's X-Request-ID is kept only when it looks like this: anything else could forge log lines.
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -47,7 +47,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None)}
         line.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
@@ -74,8 +74,8 @@ ACCESS = "access"
 class StderrHandler(logging.StreamHandler):
     """Writes to whatever sys.stderr is when a record is emitted (test capture, redirection)."""
 
-    @property  # type: ignore[override]
-    def stream(self):  # type: ignore[no-untyped-def]
+    @property  # a property where logging has an attribute: sys.stderr read at every emit
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter

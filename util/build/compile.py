@@ -6,6 +6,7 @@ back (util/serve/plan.py) without TensorFlow.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import importlib.metadata
@@ -29,10 +30,8 @@ TOOLS = ("tensorflow", "tensorflow-cpu", "keras", "tf-keras", "ai-edge-litert", 
 def tool_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for dist in TOOLS:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):  # not installed: not listed
             versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return versions
 
 
@@ -125,7 +124,7 @@ def compile_model(spec: ModelSpec, tolerance: float = 1e-4, seed: int = 0) -> di
         "verification": {"status": "weak" if verification.get("weak") else "verified", **verification}
         if reason is None else {"status": "failed", **verification},
         "answers": recorded_answers(spec, source, plan, flatbuffer if reason is None else None, tolerance),
-        "tools": tool_versions(), "compiled_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "tools": tool_versions(), "compiled_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     write_atomic(spec.manifest, (json.dumps(manifest, indent=2) + "\n").encode())
     return manifest

@@ -4,8 +4,9 @@ cannot be served (Lambda layers, custom classes the tool chain cannot rebuild).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from util.errors import ModelLoadError
 

@@ -77,6 +77,6 @@ class Publisher:
 
     def policy(self, name: str, model_dir: Path, spec_dirs: set[Path]) -> None:
         """The model's own model.yaml (versions policy), once its versions are there."""
-        if model_dir not in spec_dirs and (model_dir / METADATA).is_file():
-            if self.put(f"{name}/{METADATA}", (model_dir / METADATA).read_bytes()):
-                self.echo(f"{name}: {METADATA} (versions policy) uploaded")
+        if (model_dir not in spec_dirs and (model_dir / METADATA).is_file()
+                and self.put(f"{name}/{METADATA}", (model_dir / METADATA).read_bytes())):
+            self.echo(f"{name}: {METADATA} (versions policy) uploaded")

@@ -6,6 +6,7 @@ dynamic-range quantization 9.1 ms, so it is not offered.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ def configure(converter: Any, quantize: str, representative: np.ndarray | None) 
         return
     assert representative is not None
 
-    def dataset():  # type: ignore[no-untyped-def]
+    def dataset() -> Iterator[list[np.ndarray]]:
         for x in representative:
             yield [x[None].astype(np.float32)]
     converter.representative_dataset = dataset

@@ -58,7 +58,8 @@ def verify(source: Source, flatbuffer: bytes, plan: Plan, samples_dir: Path, see
         "random_samples": len(ref_random), "images": len(names),
         "samples": sum(name.startswith("samples/") for name in names), "seed": seed, "input_range": [low, high],
         "max_abs_diff": float(max(np.abs(ref_random - lite_random).max(), np.abs(ref_images - lite_images).max())),
-        "top1_agreement": float(agree.mean()), "disagreeing_images": [n for n, ok in zip(names, agree) if not ok],
+        "top1_agreement": float(agree.mean()),
+        "disagreeing_images": [n for n, ok in zip(names, agree, strict=True) if not ok],
         "max_score_diff": float(np.abs(scores_ref - scores_lite).max()),
         "output_spread": spread, "weak": spread < WEAK_SPREAD,
     }

@@ -26,7 +26,7 @@ def finish() -> None:
         _running.value -= 1
 
 
-def alone():  # noqa: ANN201 - a lock, usable as a context manager
+def alone():
     """Hold every other start() and finish() back: for timing the interpreters at load."""
     return _running.get_lock()
 

@@ -77,9 +77,9 @@ def record(names: list[str], reference: np.ndarray, served: np.ndarray, toleranc
     """The manifest's `answers`: Keras' top scores per image, and the tolerance the served artifact needs."""
     deviation = float(np.abs(reference - served).max()) if len(names) else 0.0
     tol = max(tolerance, MARGIN * deviation)
-    exempt = [n for n, r, s in zip(names, reference, served) if not _same_top1(r, s, tol)]
+    exempt = [n for n, r, s in zip(names, reference, served, strict=True) if not _same_top1(r, s, tol)]
     images = [{"name": n, "top": [[int(i), float(r[i])] for i in np.argsort(-r, kind="stable")[:TOP]]}
-              for n, r in zip(names, reference)]
+              for n, r in zip(names, reference, strict=True)]
     return {"reference": "keras", "tolerance": tol, "compile_deviation": deviation, "images": images,
             "top1_exempt": exempt}
 
@@ -101,7 +101,7 @@ def check(spec: ModelSpec, plan: Plan, predict: Callable[[np.ndarray], np.ndarra
         missing = sorted(set(recorded) - set(names))
         raise ModelLoadError(spec.path, f"samples changed since compile ({', '.join(missing[:3])} unreadable)")
     tol, exempt, wrong = float(answers["tolerance"]), set(answers.get("top1_exempt") or ()), []
-    for name, row in zip(names, scores):
+    for name, row in zip(names, scores, strict=True):
         top = recorded[name]
         diff = max(abs(row[i] - v) for i, v in top)
         best = int(top[0][0])

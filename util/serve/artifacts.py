@@ -50,7 +50,8 @@ def artifact_status(spec: ModelSpec) -> tuple[str, dict[str, Any] | None]:
     """("fresh" | "stale" | "missing", manifest): fresh means built from today's sources."""
     manifest = read_manifest(spec)
     if spec.format == "tflite":  # nothing to compile: describe the flatbuffer as it is
-        if manifest is None or manifest.get("format") != MANIFEST_FORMAT or manifest.get("sources") != source_hashes(spec):
+        if (manifest is None or manifest.get("format") != MANIFEST_FORMAT
+                or manifest.get("sources") != source_hashes(spec)):
             manifest = tflite_manifest(spec)
         return "fresh", manifest
     if manifest is None:
@@ -83,7 +84,7 @@ def tflite_manifest(spec: ModelSpec) -> dict[str, Any]:
             "artifact": {"file": spec.source.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
             **facts, "verified": False,
             "verification": {"status": "unverified", "reason": "a bare .tflite has no source model to compare with"},
-            "compiled_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            "compiled_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
 def tensorflow_installed() -> bool:
@@ -93,8 +94,8 @@ def tensorflow_installed() -> bool:
 def ensure_compiled(spec: ModelSpec, models_dir: Path, tolerance: float, auto_compile: bool) -> dict[str, Any]:
     """Return a fresh manifest, compiling in a child process (never in this one) if needed."""
     state, manifest = artifact_status(spec)
-    if state == "fresh":
-        return manifest  # type: ignore[return-value]
+    if state == "fresh" and manifest is not None:
+        return manifest
     if spec.published:
         raise ModelLoadError(spec.path, f"this version holds compiled files only and its model.tflite is {state} "
                                         f"(compiled by an older release, or a file changed); run `flask --app "
@@ -104,7 +105,8 @@ def ensure_compiled(spec: ModelSpec, models_dir: Path, tolerance: float, auto_co
     if not auto_compile or not tensorflow_installed():
         why = "TensorFlow is not installed here" if auto_compile else "AUTO_COMPILE is off"
         raise ModelLoadError(spec.path, f"model.tflite is {state} (sources changed or never compiled) and {why}; "
-                                        f"run `{command}` where requirements-dev.txt is installed, then commit the result")
+                                        f"run `{command}` where requirements-dev.txt is installed, then commit "
+                                        "the result")
     with _compile_lock(spec.path):
         state, manifest = artifact_status(spec)  # another worker may have compiled it meanwhile
         if state != "fresh":
@@ -115,7 +117,8 @@ def ensure_compiled(spec: ModelSpec, models_dir: Path, tolerance: float, auto_co
             if child.returncode != 0 or state != "fresh":
                 tail = (child.stderr or child.stdout).strip().splitlines()[-3:]
                 raise ModelLoadError(spec.path, f"compiling failed ({' | '.join(tail)}); run `{command}` to see why")
-    return manifest  # type: ignore[return-value]
+    assert manifest is not None  # fresh: another worker compiled it, or we did
+    return manifest
 
 
 class _compile_lock:

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,8 @@ class BatchingRuntime(Runtime):
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            taken, size = [], 0
+            taken: list[Any] = []
+            size = 0
             while self._queue and (not taken or size + len(self._queue[0].batch) <= self.max_batch_size):
                 request = self._queue.popleft()
                 taken.append(request)
@@ -130,7 +132,7 @@ class BatchingRuntime(Runtime):
                 request.done.set()
             return
         start = 0
-        for request, size in zip(requests, sizes):
+        for request, size in zip(requests, sizes, strict=True):
             request.result = outputs[start:start + size]
             start += size
             request.done.set()

@@ -98,7 +98,7 @@ def explain(model: ServedModel, x: np.ndarray, grid: int | None = None, label: s
     if measure not in MEASURES:
         raise InvalidParameter(f"measure must be one of {', '.join(MEASURES)}, not {measure!r}")
     limit = model.settings["EXPLANATION_MAX_PASSES"]
-    allowed = max_grid(x.shape, limit)  # type: ignore[arg-type]
+    allowed = max_grid(x.shape, limit)
     grid = min(model.settings["EXPLANATION_GRID"], allowed) if grid is None else grid
     if not 1 <= grid <= allowed:
         raise InvalidParameter(f"grid must be from 1 to {allowed} for model {model.spec.name} (at most "

@@ -22,7 +22,7 @@ def graph_facts(model: bytes) -> dict[str, Any]:
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(f"the model has {len(inputs)} inputs and {len(outputs)} outputs; one of each is served")
-    ops = interpreter._get_ops_details()  # noqa: SLF001 - LiteRT's only op listing
+    ops = interpreter._get_ops_details()
     producer = {t: op for op in ops for t in op["outputs"]}
     tensor, op = outputs[0]["index"], None
     while (op := producer.get(tensor)) is not None and op["op_name"] in PASS_THROUGH:

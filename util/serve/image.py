@@ -42,7 +42,7 @@ class Preprocessing:
     size: tuple[int, int] | None = None  # (height, width) for models whose input size is unknown
 
     @classmethod
-    def from_dict(cls, raw: dict | None) -> "Preprocessing":
+    def from_dict(cls, raw: dict | None) -> Preprocessing:
         raw = dict(raw or {})
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:

@@ -55,7 +55,8 @@ def _plan(spec: ModelSpec, facts: dict[str, Any]) -> Plan:
     height, width, channels = dims
     own = spec.preprocessing.size
     if height is None or width is None:
-        if own and any(fixed is not None and fixed != wanted for fixed, wanted in zip((height, width), own)):
+        if own and any(fixed is not None and fixed != wanted
+                       for fixed, wanted in zip((height, width), own, strict=True)):
             raise ValueError(f"{METADATA} preprocessing.size {list(own)} differs from the model's fixed side "
                              f"(input {facts['model_input']}); give the fixed side its own value")
         size, size_from = (own, f"{METADATA} preprocessing.size") if own else (

@@ -37,6 +37,7 @@ class Runtime(Protocol):
 
     def close(self) -> None:
         """Finish what is queued; called when the worker stops."""
+        return None  # a default, not an abstract method: most runtimes queue nothing
 
 
 class _Interpreter:
@@ -87,10 +88,10 @@ class LiteRTRuntime(Runtime):
         self._idle = list(self._lanes)
         self._changed = threading.Condition()
         self._tensor_shape = self._lanes[0].shape
-        shape = self._tensor_shape + (1,) if len(self._tensor_shape) == 2 else self._tensor_shape
+        shape = (*self._tensor_shape, 1) if len(self._tensor_shape) == 2 else self._tensor_shape
         if len(shape) != 3:
             raise ValueError(f"expected an image input (height, width[, channels]), got {self._tensor_shape}")
-        self.input_shape: tuple[int, int, int] = shape  # type: ignore[assignment]
+        self.input_shape: tuple[int, int, int] = shape
         self.output_units = int(self._lanes[0].output["shape"][-1])
         self._solo = self._solo_if_faster(solo_threads, solo_min_speedup) if solo_threads > lane_threads else None
 
@@ -120,9 +121,9 @@ class LiteRTRuntime(Runtime):
                 "solo_threads": self._solo.threads if self._solo else None, "solo_speedup": self.solo_speedup}
 
     def _acquire(self) -> _Interpreter:
-        if activity.start(solo_possible=self._solo is not None):
+        if activity.start(solo_possible=self._solo is not None) and self._solo is not None:
             self.runs["solo"] += 1
-            return self._solo  # type: ignore[return-value]
+            return self._solo
         with self._changed:
             while not self._idle:
                 self._changed.wait()

@@ -18,10 +18,14 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from util.serve.artifacts import sha256
 from util.serve.store import MARKER, CacheLock
+
+if TYPE_CHECKING:  # obstore is imported where a store is used, not when this module is
+    from obstore.store import ClientConfig, RetryConfig
+    from obstore.store import S3Store as ObjectStore
 
 log = logging.getLogger(__name__)
 STATE = ".store.json"  # per cached version (and model): the ETags it was fetched at
@@ -37,15 +41,15 @@ def split_url(url: str) -> tuple[str, str]:
     return bucket, f"{prefix}/" if prefix else ""
 
 
-def client(bucket: str) -> Any:
+def client(bucket: str) -> ObjectStore:
     """An obstore S3 store for `bucket` from the standard AWS settings: AWS_ENDPOINT_URL(_S3), AWS_REGION,
     credentials from the environment, web identity (Kubernetes), container or instance metadata."""
     from obstore.store import S3Store as ObjectStore
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
     # obstore refuses plain HTTP unless told; an operator who names an http:// endpoint has told us.
-    options = {"connect_timeout": "5s", "timeout": "120s", "allow_http": endpoint.startswith("http://")}
+    options: ClientConfig = {"connect_timeout": "5s", "timeout": "120s", "allow_http": endpoint.startswith("http://")}
     # Few, short retries: a poll against a store that is down must fail in seconds, not minutes.
-    retry = {"max_retries": 2, "retry_timeout": dt.timedelta(seconds=15),
+    retry: RetryConfig = {"max_retries": 2, "retry_timeout": dt.timedelta(seconds=15),
              "backoff": {"init_backoff": dt.timedelta(milliseconds=200), "max_backoff": dt.timedelta(seconds=2),
                          "base": 2}}
     return ObjectStore.from_url(f"s3://{bucket}", client_options=options, retry_config=retry)

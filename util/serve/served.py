@@ -62,13 +62,14 @@ class ServedModel:
             if kind == "keras" and wanted != "keras":
                 reason = self.manifest.get("fallback_reason") if self.manifest else None
                 if wanted == "tflite" or not tensorflow_installed():
-                    raise ModelLoadError(self.spec.path, f"no verified model.tflite ({reason}) and "
-                                         f"{'MODEL_RUNTIME=tflite' if wanted == 'tflite' else 'TensorFlow is not installed'}")
+                    why = "MODEL_RUNTIME=tflite" if wanted == "tflite" else "TensorFlow is not installed"
+                    raise ModelLoadError(self.spec.path, f"no verified model.tflite ({reason}) and {why}")
                 log.warning("model %s: serving with the Keras runtime because %s", self.spec.name, reason)
             if kind == "keras":
                 runtime = open_runtime(self.spec, kind, ())
-                plan = make_plan(self.spec, runtime.facts)  # type: ignore[attr-defined]
+                plan = make_plan(self.spec, runtime.facts)  # type: ignore[attr-defined]  # Keras reads its own
             else:
+                assert self.manifest is not None  # ensure_compiled returns one or raises
                 plan = make_plan(self.spec, self.manifest)
                 runtime = open_runtime(self.spec, kind, plan.tensor_shape, interpreter_plan(self.settings))
             if runtime.output_units != self.manifest_units(runtime):
@@ -138,8 +139,8 @@ class ServedModel:
                 prepared.append((i, self.prepare(data)))
             except ServiceError as exc:
                 failed[i] = exc
-        rows = self.scores(np.stack([x for _, x in prepared])) if prepared else []
-        answers = {i: self.answer(row, top_k, threshold) for (i, _), row in zip(prepared, rows)}
+        rows = self.scores(np.stack([x for _, x in prepared])) if prepared else np.zeros((0, 0))
+        answers = {i: self.answer(row, top_k, threshold) for (i, _), row in zip(prepared, rows, strict=True)}
         return [answers[i] if i in answers else failed[i] for i in range(len(images))]
 
     def _loaded(self) -> tuple[Runtime, Plan]:
@@ -242,7 +243,7 @@ class ServedModel:
             "quantization": manifest.get("quantization"),
             "source_sha256": manifest.get("sources"), "verified_max_abs_diff": verification.get("max_abs_diff"),
             "tolerance": verification.get("tolerance"), "compiled_at": manifest.get("compiled_at"),
-            "batching": dict(zip(("max_batch_size", "max_batch_delay_ms"), self.batching())),
+            "batching": dict(zip(("max_batch_size", "max_batch_delay_ms"), self.batching(), strict=True)),
             "inference": self.runtime.plan if self.runtime else None,
             "answers_checked": self.gated if self.runtime else None,
         }

@@ -80,7 +80,8 @@ class ModelSpec:
         if self.published:
             return ()
         if self.format == "json":
-            return (self.source, self.weights)  # type: ignore[return-value]
+            assert self.weights is not None  # read_spec finds the weights of every json version
+            return (self.source, self.weights)
         if self.format == "savedmodel":  # the version directory itself may be the SavedModel
             ours = {ARTIFACT, MANIFEST, LABELS, METADATA}
             return tuple(sorted(p for p in self.source.rglob("*") if p.is_file() and not (
