@@ -73,22 +73,23 @@ def create_api(app: Flask, registry: Registry, version: str) -> Api:
     auth.install(app, keys)
     docs.install(app, api)
 
-    api.add_model(schemas.error.name, schemas.error)
+    for model in schemas.ERRORS.values():
+        api.add_model(model.name, model)
 
     @api.errorhandler(ServiceError)
-    @api.response(400, "Error", schemas.error)
+    @api.response(400, "Error", schemas.ERRORS[400])
     def service_error(exc: ServiceError) -> tuple[dict, int, dict[str, str]]:
         """A request the service refused, with the reason (status per error code)."""
         return exc.to_dict(), exc.status, exc.headers
 
     @api.errorhandler(HTTPException)
-    @api.response(404, "Error", schemas.error)
+    @api.response(404, "Error", schemas.ERRORS[404])
     def http_error(exc: HTTPException) -> tuple[dict, int, dict[str, str]]:
         """An HTTP-level error (unknown URL, method not allowed, body too large)."""
         return http_error_body(exc, registry), exc.code or 500, http_error_headers(exc)
 
     @api.errorhandler(Exception)
-    @api.response(500, "Error", schemas.error)
+    @api.response(500, "Error", schemas.ERRORS[500])
     def unexpected_error(exc: Exception) -> tuple[dict, int]:
         """Anything unforeseen: a JSON 500, with the traceback in the log."""
         return internal_error(exc), 500

@@ -40,13 +40,13 @@ def explanation_parser(served: ServedModel) -> reqparse.RequestParser:
     return parser
 
 
-@doc.response(503, "Model not loaded", schemas.error)
-@doc.response(422, "Image larger than MAX_IMAGE_PIXELS", schemas.error)
-@doc.response(415, "Not multipart/form-data, or an image format that is not accepted", schemas.error)
-@doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.error)
-@doc.response(406, "Accept names neither image/png nor application/json", schemas.error)
+@doc.response(503, "Model not loaded", schemas.ERRORS[503])
+@doc.response(422, "Image larger than MAX_IMAGE_PIXELS", schemas.ERRORS[422])
+@doc.response(415, "Not multipart/form-data, or an image format that is not accepted", schemas.ERRORS[415])
+@doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.ERRORS[413])
+@doc.response(406, "Accept names neither image/png nor application/json", schemas.ERRORS[406])
 @doc.response(400, "Missing `image`; not an image; a label the model does not have; a grid above the bound",
-              schemas.error)
+              schemas.ERRORS[400])
 class Explanation(ModelResource):
     @doc.produces(TYPES)
     @doc.response(200, "A PNG of the heat map over the image as the model saw it (Accept: image/png, the "
@@ -77,7 +77,7 @@ class Explanation(ModelResource):
             "X-Explanation-Passes": str(result.passes), "X-Explanation-Measure": result.measure, "Vary": "Accept"})
 
 
-@doc.response(404, "This version is not served (the answer lists those that are)", schemas.error)
+@doc.response(404, "This version is not served (the answer lists those that are)", schemas.ERRORS[404])
 class VersionExplanation(Explanation):
     @doc.produces(TYPES)
     @doc.response(200, "As for the default version", schemas.explanation)

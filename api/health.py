@@ -8,7 +8,7 @@ from api import balance, schemas
 from util.serve.registry import Registry
 
 ns = Namespace("health", description="Process liveness and model readiness")
-schemas.add_models(ns, schemas.health, schemas.error)
+schemas.add_models(ns, schemas.health)
 
 
 def registry() -> Registry:

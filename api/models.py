@@ -161,13 +161,13 @@ class ModelResource(Resource):
         return {"results": results, "model": served.spec.name, "version": served.spec.version}
 
 
-@doc.response(503, "Model not loaded", schemas.error)
-@doc.response(500, "Inference failed, or an unexpected error (logged with its traceback)", schemas.error)
-@doc.response(422, "Image larger than MAX_IMAGE_PIXELS", schemas.error)
-@doc.response(415, "Not multipart/form-data, or an image format that is not accepted", schemas.error)
-@doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.error)
+@doc.response(503, "Model not loaded", schemas.ERRORS[503])
+@doc.response(500, "Inference failed, or an unexpected error (logged with its traceback)", schemas.ERRORS[500])
+@doc.response(422, "Image larger than MAX_IMAGE_PIXELS", schemas.ERRORS[422])
+@doc.response(415, "Not multipart/form-data, or an image format that is not accepted", schemas.ERRORS[415])
+@doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.ERRORS[413])
 @doc.response(400, "Missing `image` field; empty, corrupt or non-image file; bad `top_k` or `threshold`",
-              schemas.error)
+              schemas.ERRORS[400])
 class Prediction(ModelResource):
     @doc.marshal_with(schemas.prediction, skip_none=True, description="The top labels, best first")
     def post(self) -> dict:
@@ -175,7 +175,7 @@ class Prediction(ModelResource):
         return self.predict(None)
 
 
-@doc.response(404, "This version is not served (the answer lists those that are)", schemas.error)
+@doc.response(404, "This version is not served (the answer lists those that are)", schemas.ERRORS[404])
 class VersionPrediction(Prediction):
     @doc.marshal_with(schemas.prediction, skip_none=True, description="The top labels, best first")
     def post(self, version: int) -> dict:
@@ -183,12 +183,12 @@ class VersionPrediction(Prediction):
         return self.predict(version)
 
 
-@doc.response(503, "Model not loaded", schemas.error)
-@doc.response(415, "Not multipart/form-data", schemas.error)
-@doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.error)
-@doc.response(422, "No image is readable and the first is larger than MAX_IMAGE_PIXELS", schemas.error)
+@doc.response(503, "Model not loaded", schemas.ERRORS[503])
+@doc.response(415, "Not multipart/form-data", schemas.ERRORS[415])
+@doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.ERRORS[413])
+@doc.response(422, "No image is readable and the first is larger than MAX_IMAGE_PIXELS", schemas.ERRORS[422])
 @doc.response(400, "No `images` file, more than MAX_BATCH_IMAGES, a bad `top_k`, or no readable image (the first "
-              "one's reason)", schemas.error)
+              "one's reason)", schemas.ERRORS[400])
 class Predictions(ModelResource):
     @doc.response(200, "One result per image in upload order: a prediction or that image's own error",
                   schemas.batch_prediction)
@@ -197,7 +197,7 @@ class Predictions(ModelResource):
         return self.predict_many(None)
 
 
-@doc.response(404, "This version is not served (the answer lists those that are)", schemas.error)
+@doc.response(404, "This version is not served (the answer lists those that are)", schemas.ERRORS[404])
 class VersionPredictions(Predictions):
     @doc.response(200, "As for the default version", schemas.batch_prediction)
     def post(self, version: int) -> dict:
@@ -213,7 +213,7 @@ class Metadata(ModelResource):
         return {**self.served(None).info(), "versions": self.group.states()}
 
 
-@doc.response(404, "This version is not served (the answer lists those that are)", schemas.error)
+@doc.response(404, "This version is not served (the answer lists those that are)", schemas.ERRORS[404])
 class VersionMetadata(ModelResource):
     @doc.marshal_with(schemas.model_info, skip_none=True, description="Labels, input shape, preprocessing, output "
                                                                       "kind, runtime and provenance")
@@ -228,7 +228,7 @@ def make_namespace(group: ModelGroup, security: list[str] | None = None) -> Name
     spec = served.spec
     about = f"{spec.title} (v{spec.version})" + (f": {spec.description}" if spec.description else "")
     ns = Namespace(spec.name, description=about, path=f"/{spec.name}")
-    schemas.add_models(ns, schemas.error, schemas.label_score, schemas.prediction, schemas.preprocessing,
+    schemas.add_models(ns, *schemas.ERRORS.values(), schemas.label_score, schemas.prediction, schemas.preprocessing,
                        schemas.serving, schemas.version_state, schemas.model_info,
                        schemas.batch_prediction, schemas.explanation)
     parser = parser_for(served)

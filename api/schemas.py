@@ -3,11 +3,32 @@ from __future__ import annotations
 
 from flask_restx import Model, Namespace, fields
 
-error = Model("Error", {
-    "message": fields.String(required=True, description="What went wrong, for a person",
-                             example="the uploaded file is not a readable image"),
-    "error": fields.String(required=True, description="A stable machine-readable code", example="invalid_image"),
-})
+# One example per status, so a reader of the spec sees what each answer says (the codes of util/errors.py).
+ERROR_EXAMPLES = {
+    400: ("invalid_image", "the uploaded file is not a readable image"),
+    401: ("unauthorized", "this route needs an API key: Authorization: Bearer <key> or X-API-Key"),
+    404: ("version_not_found", "model digits does not serve version 7; served: 1, 2"),
+    405: ("method_not_allowed", "The method is not allowed for the requested URL."),
+    406: ("not_acceptable", "Accept: text/csv: this route answers image/png or application/json"),
+    408: ("request_timeout", "the request body did not arrive within 60 s (BODY_TIMEOUT)"),
+    413: ("payload_too_large", "the request body is larger than MAX_CONTENT_LENGTH (10485760 bytes)"),
+    415: ("unsupported_media_type", "send the image as multipart/form-data, field `image`"),
+    422: ("image_too_large", "the image has 48000000 pixels; the limit is MAX_IMAGE_PIXELS (40000000)"),
+    500: ("internal_error", "unexpected error; it is logged with request id 4f1c..."),
+    503: ("model_load_failed", "cannot load model from saved_models/digits: model.tflite is stale ..."),
+}
+
+
+def error_for(status: int) -> Model:
+    """The error body as documented under one status: the common fields, that status's example."""
+    code, message = ERROR_EXAMPLES[status]
+    return Model(f"Error{status}", {
+        "message": fields.String(required=True, description="What went wrong, for a person", example=message),
+        "error": fields.String(required=True, description="A stable machine-readable code", example=code),
+    })
+
+
+ERRORS = {status: error_for(status) for status in ERROR_EXAMPLES}
 
 label_score = Model("LabelScore", {
     "label": fields.String(required=True, example="7"),

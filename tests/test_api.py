@@ -42,9 +42,28 @@ def test_spec_is_valid_swagger_2_with_a_namespace_per_model(client) -> None:
     assert documented == {"200", "400", "413", "415", "422", "500", "503"}
     for code, response in predict["responses"].items():
         ref = response["schema"]["$ref"]
-        assert ref == ("#/definitions/Prediction" if code == "200" else "#/definitions/Error")
+        assert ref == ("#/definitions/Prediction" if code == "200" else f"#/definitions/Error{code}")
     assert set(spec["paths"]) >= {"/colors/", "/shades/prediction", "/health/live", "/health/ready"}
     assert predict["summary"] and "\n" not in predict["summary"]
+
+
+def test_every_error_status_shows_its_own_example(client) -> None:
+    import util.errors
+    spec = client.get("/swagger.json").get_json()
+    codes: dict[int, set[str]] = {405: {"method_not_allowed"}, 500: {"internal_error"}}  # raised by the app itself
+    for error in vars(util.errors).values():
+        if isinstance(error, type) and issubclass(error, util.errors.ServiceError):
+            codes.setdefault(error.status, set()).add(error.code)
+    seen = {}
+    for path in spec["paths"].values():
+        for operation in (op for op in path.values() if isinstance(op, dict)):  # not the path's parameters
+            for code, response in operation.get("responses", {}).items():
+                name = response.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1]
+                if name.startswith("Error"):
+                    example = spec["definitions"][name]["properties"]["error"]["example"]
+                    assert example in codes[int(code)], (code, name, example)  # a code this status really carries
+                    seen[code] = example
+    assert len(set(seen.values())) == len(seen) >= 7, seen  # one example per status, not the same under all
 
 
 def test_prediction_body(client) -> None:
