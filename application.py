@@ -21,10 +21,10 @@ log = logging.getLogger("api.reload")
 
 
 class ToolChainCommands(click.Group):
-    """`flask models ...`: loaded from util.build only when run, so the web process never imports the tool chain."""
+    """`flask models ...`: loaded from util.toolchain only when run, so the web process never imports the tool chain."""
 
     def _commands(self) -> click.Group:
-        from util.build.cli import models_cli
+        from util.toolchain.cli import models_cli
         return models_cli
 
     def list_commands(self, ctx: click.Context) -> list[str]:

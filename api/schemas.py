@@ -115,7 +115,7 @@ model_info = Model("ModelInfo", {
 })
 
 health = Model("Health", {
-    "status": fields.String(required=True, enum=["ok", "loading", "starting", "failed"], example="ok"),
+    "status": fields.String(required=True, enum=["ok", "starting", "failed"], example="ok"),
     "models": fields.Raw(description="Per model: true when loaded", example={"digits": True}),
     "message": fields.String(description="Why the service is not ready"),
     "failures": fields.Raw(description="Versions (or new models) that failed to load, by model: what served "

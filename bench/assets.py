@@ -74,7 +74,7 @@ def make_mobilenet(models_dir: Path, train_dir: Path, samples: list[Path], size:
     (path / "samples").mkdir()
     for sample in samples:
         shutil.copy(sample, path / "samples" / sample.name)
-    run([sys.executable, "-m", "util.build", "--models-dir", str(models_dir), "mobilenet"], env)
+    run([sys.executable, "-m", "util.toolchain", "--models-dir", str(models_dir), "mobilenet"], env)
     return path
 
 
@@ -87,7 +87,7 @@ def copy_as(model_dir: Path, models_dir: Path, quantize: str) -> Path:
         # RESULTS.md, not required (a real model keeps the default 0.99).
         f.write(f"quantize: {quantize}\nquantize_min_agreement: 0\n")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    run([sys.executable, "-m", "util.build", "--models-dir", str(models_dir), path.name], env)
+    run([sys.executable, "-m", "util.toolchain", "--models-dir", str(models_dir), path.name], env)
     return path
 
 

@@ -5,9 +5,9 @@ import os
 from flask import Flask, request
 from flask_restx import Api, Resource
 
-from util.build.formats import load
 from util.serve.image import preprocess
 from util.serve.spec import discover
+from util.toolchain.formats import load
 
 SPEC = discover(os.environ["MODELS_DIR"])[0]
 MODEL = load(SPEC).model

@@ -6,7 +6,7 @@ the repository root with the dev requirements (TensorFlow) installed:
 
     .venv/bin/python scripts/train_digits.py
 
-Every training image is drawn as an upload (util/digits.py) and then goes through the
+Every training image is drawn as an upload (scripts/digits.py) and then goes through the
 serving preprocessing (util/serve/image.py), so the model learns exactly what it will be fed.
 Seeds are fixed; the run takes a few minutes on two CPU cores and writes model.json,
 weights.h5, labels.txt and model.yaml to saved_models/digits/1/. It exits non-zero if
@@ -143,7 +143,7 @@ def save(model: keras.Model, directory: Path) -> None:
 
 def write_samples(directory: Path, x_test: np.ndarray, y_test: np.ndarray, per_class: int = 3) -> None:
     """samples/: held-out digits of each class as a user would upload them; compile verifies on them and
-    calibrates int8 on them (util/build/quantize.py wants at least 20)."""
+    calibrates int8 on them (util/toolchain/quantize.py wants at least 20)."""
     samples = directory / "samples"
     samples.mkdir(parents=True, exist_ok=True)
     for label in range(10):

@@ -60,7 +60,7 @@ def solid(color: tuple[int, ...] | int, size: tuple[int, int] = (32, 24), mode: 
 
 def keras_model(spec):
     """The Keras model a Keras save format loads to (for comparing with what is served)."""
-    from util.build import formats
+    from util.toolchain import formats
     return formats.load(spec).model
 
 

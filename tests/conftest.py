@@ -24,8 +24,8 @@ raise ImportError(__name__ + " is blocked: the web process must not import it")
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`colors` (Keras 3) and `shades` (tf.keras 2), both compiled to TFLite."""
-    from util.build.compile import compile_model
     from util.serve.spec import discover
+    from util.toolchain.compile import compile_model
     root = tmp_path_factory.mktemp("models")
     builders.write_colors_model(root / "colors" / "1")
     builders.write_shades_model(root / "shades")

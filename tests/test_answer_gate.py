@@ -19,8 +19,8 @@ RED = builders.encode(builders.solid((230, 20, 20)))
 @pytest.fixture(scope="module")
 def shifted_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The model.tflite of a colours model that calls red green: same shapes, other answers."""
-    from util.build.compile import compile_model
     from util.serve.spec import read_spec
+    from util.toolchain.compile import compile_model
     path = builders.write_colors_model(tmp_path_factory.mktemp("shifted") / "colors" / "1", shift=1)
     compile_model(read_spec(path.parent))
     return path / "model.tflite"

@@ -1,4 +1,4 @@
-"""util/batching.py around a real LiteRT runtime: no mixing, failures per batch, draining."""
+"""util/serve/batching.py around a real LiteRT runtime: no mixing, failures per batch, draining."""
 from __future__ import annotations
 
 import io

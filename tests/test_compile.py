@@ -1,4 +1,4 @@
-"""util/compile.py: conversion, verification, manifest, staleness, fallback, the CLI."""
+"""util/toolchain/compile.py: conversion, verification, manifest, staleness, fallback, the CLI."""
 from __future__ import annotations
 
 import json
@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from tests import builders
-from util.build import compile as compiler
-from util.build.formats.keras_source import KerasSource
-from util.build.keras_runtime import KerasRuntime
 from util.errors import ModelLoadError
 from util.serve import artifacts
 from util.serve.runtimes import LiteRTRuntime
 from util.serve.spec import read_spec
+from util.toolchain import compile as compiler
+from util.toolchain.formats.keras_source import KerasSource
+from util.toolchain.keras_runtime import KerasRuntime
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,8 @@ from tests.tutorials import tagger
 def conformance_server(tmp_path_factory: pytest.TempPathFactory,
                        server_factory: Callable[..., contextmanager[str]]) -> Iterator[str]:
     """The default digits model and a multi-label one (whose spec declares `threshold`)."""
-    from util.build.compile import compile_model
     from util.serve.spec import read_spec
+    from util.toolchain.compile import compile_model
     root = tmp_path_factory.mktemp("conformance")
     shutil.copytree(ROOT / "saved_models" / "digits", root / "digits")
     tagger(root / "tagger" / "1")

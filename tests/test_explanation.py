@@ -17,8 +17,8 @@ JSON = {"Accept": "application/json"}
 
 @pytest.fixture(scope="module")
 def spot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from util.build.compile import compile_model
     from util.serve.spec import discover
+    from util.toolchain.compile import compile_model
     root = tmp_path_factory.mktemp("spot-models")
     builders.write_spot_model(root / "spot")
     for spec in discover(root):
@@ -192,8 +192,8 @@ def test_a_label_outside_latin_1_travels_percent_encoded(spot_dir: Path, tmp_pat
     import shutil
     from urllib.parse import unquote
 
-    from util.build.compile import compile_model
     from util.serve.spec import discover
+    from util.toolchain.compile import compile_model
     shutil.copytree(spot_dir / "spot", tmp_path / "spot")
     (tmp_path / "spot" / "labels.txt").write_text("plain\nsoleil ☀ 太陽\n", encoding="utf-8")
     compile_model(discover(tmp_path)[0])

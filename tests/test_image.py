@@ -1,4 +1,4 @@
-"""util/image.py on its own: decoding, transparency, bit depth, frames, resize, scales, limits."""
+"""util/serve/image.py on its own: decoding, transparency, bit depth, frames, resize, scales, limits."""
 from __future__ import annotations
 
 import io

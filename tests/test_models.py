@@ -1,4 +1,5 @@
-"""util/models.py: discovery, versions, metadata, Keras 3 and tf.keras 2 loading, load errors."""
+"""util/serve/spec.py and util/toolchain/formats/: discovery, versions, metadata, Keras 3 and tf.keras 2
+loading, load errors."""
 from __future__ import annotations
 
 import json
@@ -97,7 +98,7 @@ def test_missing_labels_names_directory(colors: Path) -> None:
 
 def test_label_count_mismatch_names_directory(colors: Path) -> None:
     (colors / "labels.txt").write_text("red\ngreen\n")
-    from util.build.compile import compile_model
+    from util.toolchain.compile import compile_model
     with pytest.raises(ModelLoadError, match=rf"{colors}.*2 labels but the model outputs 3"):
         compile_model(read_spec(colors.parent))
 

@@ -21,8 +21,8 @@ def with_yaml(model_dir: Path, extra: str) -> None:
 
 @pytest.fixture
 def digits_int8(tmp_path: Path) -> Path:
-    from util.build.compile import compile_model
     from util.serve.spec import read_spec
+    from util.toolchain.compile import compile_model
     target = tmp_path / "digits"
     shutil.copytree(ROOT / "saved_models" / "digits", target)
     with_yaml(target / "1", "quantize: int8\n")
@@ -55,8 +55,8 @@ def test_int8_digits_agree_with_keras_on_held_out_digits(digits_int8: Path, digi
 
 
 def test_int8_needs_enough_samples(tmp_path: Path) -> None:
-    from util.build.compile import compile_model
     from util.serve.spec import read_spec
+    from util.toolchain.compile import compile_model
     path = builders.write_colors_model(tmp_path / "colors")
     with_yaml(path, "quantize: int8\n")
     with pytest.raises(ModelLoadError, match=r"int8 needs at least 20 representative images in samples/ \(found 0\)"):
@@ -64,8 +64,8 @@ def test_int8_needs_enough_samples(tmp_path: Path) -> None:
 
 
 def test_float16_is_verified_and_served(tmp_path: Path) -> None:
-    from util.build.compile import compile_model
     from util.serve.spec import read_spec
+    from util.toolchain.compile import compile_model
     path = builders.write_colors_model(tmp_path / "colors")
     with_yaml(path, "quantize: float16\n")
     q = compile_model(read_spec(path))["quantization"]
@@ -73,9 +73,9 @@ def test_float16_is_verified_and_served(tmp_path: Path) -> None:
 
 
 def test_low_agreement_serves_float32_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from util.build import compile as compiler
     from util.serve.artifacts import artifact_status, sha256
     from util.serve.spec import read_spec
+    from util.toolchain import compile as compiler
     path = builders.write_colors_model(tmp_path / "colors")
     fp32 = compiler.compile_model(read_spec(path))["artifact"]["sha256"]
     with_yaml(path, "quantize: float16\nquantize_min_agreement: 0.99\n")

@@ -1,4 +1,4 @@
-"""util/runtimes.py's interpreter lanes and solo interpreter, and util/activity's shared count."""
+"""util/serve/runtimes.py's interpreter lanes and solo interpreter, and util/serve/activity.py's shared count."""
 from __future__ import annotations
 
 import multiprocessing

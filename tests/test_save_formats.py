@@ -1,7 +1,7 @@
 """Save-format detection, refusals of what cannot be served, output-kind checks, weak verification, 500s.
 
 Format detection reads file names only (no TensorFlow). Tests marked slow build real tiny
-Keras 3 models and compile them (util/build/compile.py), or run the `flask models` CLI.
+Keras 3 models and compile them (util/toolchain/compile.py), or run the `flask models` CLI.
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def doubler_class() -> type:
 
 
 def compile_dir(path: Path) -> dict[str, Any]:
-    from util.build.compile import compile_model
+    from util.toolchain.compile import compile_model
     return compile_model(read_spec(path))
 
 

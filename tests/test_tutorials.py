@@ -50,8 +50,8 @@ UPLOADS = images()
 
 @pytest.fixture(scope="module")
 def tutorials(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Tutorial], dict[str, dict]]:
-    from util.build.compile import compile_model
     from util.serve.spec import read_spec
+    from util.toolchain.compile import compile_model
     root = tmp_path_factory.mktemp("tutorial-models")
     built = {name: build(root / name / "1") for name, build in BUILDERS.items()}
     manifests = {name: compile_model(read_spec(root / name)) for name in built}
@@ -142,7 +142,7 @@ def test_multilabel_scores_are_not_renormalised_and_threshold_applies(server: st
 def test_nested_application_base_with_its_own_preprocessing_is_detected() -> None:
     import keras
 
-    from util.build import inspect
+    from util.toolchain import inspect
     base = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), include_top=False, weights=None,
                                                include_preprocessing=True, minimalistic=True)
     inputs = keras.Input((32, 32, 3))

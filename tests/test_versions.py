@@ -156,7 +156,7 @@ def test_a_version_that_cannot_be_compiled_here_keeps_the_previous_one(models: P
 
 
 def test_compile_command_selects_every_served_version(models: Path) -> None:
-    from util.build.cli import _select
+    from util.toolchain.cli import _select
     add_version(models / "digits", 2)
     assert [s.version for s in _select(models, ())] == [2]
     (models / "digits" / "model.yaml").write_text("versions: all\n")

@@ -1,6 +1,6 @@
 """The compiled artifact and its manifest, as serving needs them: freshness, and compiling when stale.
 
-Compiling itself (TensorFlow) runs in a child process, `python -m util.build`, so the web
+Compiling itself (TensorFlow) runs in a child process, `python -m util.toolchain`, so the web
 process never imports the tool chain. A bare .tflite needs no compiling: its manifest is
 read off the flatbuffer here and says it is unverified.
 """
@@ -111,7 +111,7 @@ def ensure_compiled(spec: ModelSpec, models_dir: Path, tolerance: float, auto_co
         state, manifest = artifact_status(spec)  # another worker may have compiled it meanwhile
         if state != "fresh":
             child = subprocess.run(
-                [sys.executable, "-m", "util.build", "--models-dir", str(models_dir), "--tolerance",
+                [sys.executable, "-m", "util.toolchain", "--models-dir", str(models_dir), "--tolerance",
                  str(tolerance), spec.name], cwd=ROOT, capture_output=True, text=True, check=False)
             state, manifest = artifact_status(spec)
             if child.returncode != 0 or state != "fresh":

@@ -1,4 +1,4 @@
-"""The Runtime interface and the LiteRT runtime (the Keras one is in util/build/keras_runtime.py).
+"""The Runtime interface and the LiteRT runtime (the Keras one is in util/toolchain/keras_runtime.py).
 
 A runtime turns a float32 image batch (N, H, W, C) into the model's raw outputs (N, units).
 It knows nothing about HTTP, images, output kinds or batching; util/serve/batching.py wraps it.
@@ -153,5 +153,5 @@ def open_runtime(spec: ModelSpec, kind: str, tensor_shape: tuple[int, ...],
     if kind == "tflite":
         return LiteRTRuntime(spec.artifact, *plan, tensor_shape=tensor_shape)
     # The Keras runtime is the tool chain itself (TensorFlow): only for MODEL_RUNTIME=keras and fallbacks.
-    from util.build.keras_runtime import KerasRuntime
+    from util.toolchain.keras_runtime import KerasRuntime
     return KerasRuntime(spec, tensor_shape)

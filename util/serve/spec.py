@@ -1,7 +1,7 @@
 """saved_models/ discovery: which save format a version directory holds, its labels and model.yaml.
 
 Cheap and TensorFlow-free: the web process reads this at start-up. Loading the model
-itself is the tool chain's business (util/build/formats/).
+itself is the tool chain's business (util/toolchain/formats/).
 """
 from __future__ import annotations
 

@@ -39,5 +39,5 @@ def load(spec: ModelSpec) -> Source:
     """Load `spec`'s model for compiling or the Keras runtime; ModelLoadError names what is wrong."""
     if spec.format == "tflite":
         raise ModelLoadError(spec.path, f"{spec.source.name} is a bare .tflite: there is no source model to load")
-    module = importlib.import_module(f"util.build.formats.{LOADERS[spec.format]}")
+    module = importlib.import_module(f"util.toolchain.formats.{LOADERS[spec.format]}")
     return module.load(spec)

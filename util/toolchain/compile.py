@@ -15,14 +15,14 @@ import os
 import platform
 from typing import Any
 
-from util.build import formats
-from util.build.quantize import calibration_images
-from util.build.verify import verify
 from util.serve import answers
 from util.serve.artifacts import MANIFEST_FORMAT, source_hashes, tflite_manifest
 from util.serve.plan import Plan, make_plan
 from util.serve.runtimes import LiteRTRuntime
 from util.serve.spec import ModelSpec
+from util.toolchain import formats
+from util.toolchain.quantize import calibration_images
+from util.toolchain.verify import verify
 
 TOOLS = ("tensorflow", "tensorflow-cpu", "keras", "tf-keras", "ai-edge-litert", "numpy")
 

@@ -5,9 +5,9 @@ import threading
 
 import numpy as np
 
-from util.build import formats
 from util.serve.runtimes import Runtime
 from util.serve.spec import ModelSpec
+from util.toolchain import formats
 
 
 class KerasRuntime(Runtime):

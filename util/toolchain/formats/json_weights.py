@@ -7,10 +7,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from util.build.formats.keras_source import KerasSource
-from util.build.inspect import load_error, refuse_unservable
 from util.errors import ModelLoadError
 from util.serve.spec import ModelSpec
+from util.toolchain.formats.keras_source import KerasSource
+from util.toolchain.inspect import load_error, refuse_unservable
 
 
 def is_legacy(config: dict[str, Any]) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from util.build import inspect
+from util.toolchain import inspect
 
 
 class KerasSource:
@@ -32,7 +32,7 @@ class KerasSource:
     def convert(self, quantize: str = "none", representative: np.ndarray | None = None) -> bytes:
         import tensorflow as tf
 
-        from util.build.quantize import configure
+        from util.toolchain.quantize import configure
         converter = tf.lite.TFLiteConverter.from_keras_model(self.model)
         configure(converter, quantize, representative)
         with contextlib.redirect_stdout(io.StringIO()):  # Keras 3 prints the traced signature

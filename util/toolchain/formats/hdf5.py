@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
-from util.build.formats.keras_source import KerasSource
-from util.build.inspect import load_error, refuse_unservable
 from util.errors import ModelLoadError
 from util.serve.spec import ModelSpec
+from util.toolchain.formats.keras_source import KerasSource
+from util.toolchain.inspect import load_error, refuse_unservable
 
 
 def load(spec: ModelSpec) -> KerasSource:

@@ -64,7 +64,7 @@ class SavedModelSource:
     def convert(self, quantize: str = "none", representative: np.ndarray | None = None) -> bytes:
         import tensorflow as tf
 
-        from util.build.quantize import configure
+        from util.toolchain.quantize import configure
         if quantize == "none" and self._flatbuffer is not None:
             return self._flatbuffer
         converter = tf.lite.TFLiteConverter.from_saved_model(str(self.spec.source), signature_keys=[SIGNATURE])

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from util.build.formats import Source
 from util.serve import probes
 from util.serve.image import input_range, preprocess_image
 from util.serve.plan import Plan
 from util.serve.runtimes import LiteRTRuntime
+from util.toolchain.formats import Source
 
 RANDOM_SAMPLES = 32
 BATCH = 8

@@ -1,4 +1,4 @@
-"""`flask --app application models ...` and `python -m util.build`: compile and list models."""
+"""`flask --app application models ...` and `python -m util.toolchain`: compile and list models."""
 from __future__ import annotations
 
 import os
@@ -74,7 +74,7 @@ def models_cli() -> None:
 def compile_command(names: tuple[str, ...], models_dir: str | None, tolerance: float | None, if_stale: bool) -> None:
     """Convert models to TFLite, verify against Keras, write model.tflite + manifest."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from util.build.compile import compile_model
+    from util.toolchain.compile import compile_model
     tolerance = load_settings()["COMPILE_TOLERANCE"] if tolerance is None else tolerance
     failed = False
     for spec in _select(_models_dir(models_dir), names):
@@ -104,7 +104,7 @@ def publish_command(names: tuple[str, ...], url: str, models_dir: str | None, to
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from botocore.exceptions import BotoCoreError, ClientError  # publishing uses boto3 (requirements-dev.txt)
 
-    from util.build.publish import Publisher
+    from util.toolchain.publish import Publisher
     if not url.startswith("s3://"):
         raise click.UsageError(f"--to takes s3://bucket/prefix, not {url!r}")
     root = _models_dir(models_dir)
@@ -116,7 +116,7 @@ def publish_command(names: tuple[str, ...], url: str, models_dir: str | None, to
         for spec in specs:
             try:
                 if spec.format != "tflite" and artifact_status(spec)[0] != "fresh":
-                    from util.build.compile import compile_model
+                    from util.toolchain.compile import compile_model
                     click.echo(f"{spec.name} v{spec.version}: compiling ({describe(compile_model(spec, tolerance))})")
                 publisher.version(spec)
             except ModelLoadError as exc:
@@ -149,9 +149,9 @@ def list_command(models_dir: str | None) -> None:
 
 
 def main() -> int:
-    """Entry point of `python -m util.build` (used for compiling in a child process)."""
+    """Entry point of `python -m util.toolchain` (used for compiling in a child process)."""
     try:
-        compile_command.main(prog_name="python -m util.build", standalone_mode=False)
+        compile_command.main(prog_name="python -m util.toolchain", standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
