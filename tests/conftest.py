@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bench.servers import ROOT, Server, free_port, procfile_web, serve  # noqa: F401 - re-exported for tests
-from tests import builders
+from tests.support import builders
 
 BLOCKER = '''import os
 with open(os.environ["TF_IMPORT_MARKER"], "a") as f:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from application import create_app
-from tests import builders
+from tests.support import builders
 from util.serve.artifacts import sha256
 
 RED = builders.encode(builders.solid((230, 20, 20)))

@@ -8,7 +8,7 @@ from pathlib import Path
 from openapi_spec_validator import validate
 
 from application import create_app
-from tests import builders
+from tests.support import builders
 
 
 def post(client, model: str, data: bytes, **form: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from tests import builders
+from tests.support import builders
 
 COLOURS = [(200, 30, 30), (30, 180, 40), (40, 60, 220)]
 

@@ -90,7 +90,7 @@ def test_a_lone_request_does_not_wait_for_company(colors: LiteRTRuntime) -> None
 
 def test_api_maps_batch_failure_to_json_500(models_dir: Path) -> None:
     from application import create_app
-    from tests import builders
+    from tests.support import builders
     app = create_app({"MODELS_DIR": str(models_dir), "PRELOAD_MODELS": True, "MAX_BATCH_SIZE": 4})
     served = app.extensions["registry"].models["colors"]
     assert isinstance(served.runtime, BatchingRuntime)
@@ -109,7 +109,7 @@ def test_api_maps_batch_failure_to_json_500(models_dir: Path) -> None:
 
 
 def test_model_yaml_batching_overrides_settings(tmp_path: Path) -> None:
-    from tests import builders
+    from tests.support import builders
     from util.errors import ModelLoadError
     path = builders.write_colors_model(tmp_path / "colors")
     (path / "model.yaml").write_text("batching:\n  max_batch_size: 16\n  max_batch_delay_ms: 1\n")

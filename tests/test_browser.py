@@ -8,12 +8,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import ROOT
+from tests.support.browser import CHROMIUM, FLAGS
 
 pytestmark = pytest.mark.slow
-CHROMIUM = Path("/usr/bin/chromium")
-# Without the background-networking flags Chromium floods a closed network with connections.
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 SCREENSHOT = ROOT / "test-output" / "swagger-ui.png"
 
 
@@ -70,7 +67,7 @@ def keyed_server(server_factory) -> Iterator[str]:
 def test_swagger_ui_authorize_then_predict(keyed_server: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    from tests import builders
+    from tests.support import builders
     upload = tmp_path / "white.png"
     upload.write_bytes(builders.encode(builders.solid((255, 255, 255), (32, 32))))
     with sync_playwright() as playwright:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import builders
+from tests.support import builders
 from util.errors import ModelLoadError
 from util.serve import artifacts
 from util.serve.runtimes import LiteRTRuntime

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.tutorials import tagger
+from tests.support.tutorials import tagger
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def conformance_server(tmp_path_factory: pytest.TempPathFactory,
 @pytest.mark.slow
 def test_schemathesis_finds_nothing(conformance_server: str) -> None:
     st = Path(sys.executable).with_name("st")
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.st_hooks", "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.support.st_hooks", "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
     run = subprocess.run([str(st), "run", f"{conformance_server}/swagger.json", "--checks", "all",
                           "--max-examples", "60"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     summary = run.stdout[-3000:]
@@ -60,7 +60,7 @@ def test_405_keeps_the_allow_header_in_json(client) -> None:
 def test_form_fields_are_checked(client, form: dict, message: str) -> None:
     import io
 
-    from tests import builders
+    from tests.support import builders
     data = {"image": (io.BytesIO(builders.encode(builders.solid((200, 0, 0)))), "r.png"), **form}
     answer = client.post("/colors/prediction", data=data)
     assert answer.status_code == 400 and answer.get_json()["error"] == "invalid_parameter"
@@ -69,7 +69,7 @@ def test_form_fields_are_checked(client, form: dict, message: str) -> None:
 
 def test_a_part_without_a_name_is_a_400_not_a_500(client) -> None:
     # Found by schemathesis: Werkzeug files a part whose name it cannot read under None.
-    from tests import builders
+    from tests.support import builders
     boundary = "b0undary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"r.png\"\r\n"
             f"Content-Type: image/png\r\n\r\n").encode() + builders.encode(builders.solid((200, 0, 0))) + (

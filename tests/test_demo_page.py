@@ -13,7 +13,7 @@ import requests
 from PIL import Image
 
 from tests.conftest import ROOT
-from tests.test_browser import CHROMIUM, FLAGS
+from tests.support.browser import CHROMIUM, FLAGS
 
 pytestmark = pytest.mark.slow
 OUTPUT = ROOT / "test-output"

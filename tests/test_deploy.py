@@ -7,17 +7,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from tests.conftest import ROOT, free_port, procfile_web
+from tests.support import K8S_VERSION
+from tests.support.live import assert_reads_digits, wait_ready
 from util.config import SETTINGS
-
-K8S_VERSION = "1.33.0"  # the Kubernetes version k8s/ is validated against (kubernetes-validate, offline)
 
 
 def process_tree(root_pid: int) -> list[str]:
@@ -41,28 +39,8 @@ def process_tree(root_pid: int) -> list[str]:
     return found
 
 
-def wait_ready(url: str, proc: subprocess.Popen, output: Callable[[], str], seconds: float = 120) -> None:
-    """Until `url`/health/ready answers 200; fails with the process's output if it exits or never does."""
-    deadline = time.monotonic() + seconds
-    while True:
-        assert proc.poll() is None, output()
-        try:
-            if requests.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:  # not listening yet
-            pass
-        assert time.monotonic() < deadline, "never ready:\n" + output()
-        time.sleep(0.1)
 
 
-def assert_reads_digits(url: str, count: int = 5) -> None:
-    """The default model answers held-out digits right."""
-    from scripts.digits import load_split, render, to_png
-    _, _, x_test, y_test = load_split()
-    for digit, label in list(zip(x_test, y_test, strict=True))[:count]:
-        answer = requests.post(f"{url}/digits/prediction", files={"image": ("d.png", to_png(render(digit)))},
-                               timeout=30).json()
-        assert answer["label"] == str(label), answer
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 
 from tests.conftest import ROOT, free_port, procfile_web
-from tests.test_deploy import assert_reads_digits, wait_ready
+from tests.support.live import assert_reads_digits, wait_ready
 
 DOCKERFILE = ROOT / "Dockerfile"
 # The image's PATH leads to its own Python; here the test venv (with TensorFlow for the build) does.

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests import builders
 from tests.conftest import ROOT
+from tests.support import builders
 
 JSON = {"Accept": "application/json"}
 

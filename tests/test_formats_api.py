@@ -8,8 +8,8 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tests.builders import COLORS, SHADES
-from tests.images import ACCEPTED, BAD, Accepted, Bad, by_id
+from tests.support.builders import COLORS, SHADES
+from tests.support.images import ACCEPTED, BAD, Accepted, Bad, by_id
 
 MODELS = {"colors": COLORS, "shades": SHADES}
 MAX_BODY = 2 * 1024 * 1024  # MAX_CONTENT_LENGTH of the `app` fixture

@@ -12,42 +12,17 @@ import pytest
 import requests
 
 from bench.servers import RssSampler
-from tests.clients import Clients
 from tests.conftest import SERVERS
-from tests.test_versions import DIGITS, add_version
+from tests.support.live import Load, digit_pngs
+from tests.support.versions import DIGITS, add_version
 
 pytestmark = pytest.mark.slow
 POLL = 0.5
 BOUND = POLL + 3.0  # one poll interval plus loading time (digits loads in well under a second)
 
 
-def digit_pngs(count: int = 10) -> list[bytes]:
-    from scripts.digits import load_split, render, to_png
-    _, _, x_test, _ = load_split()
-    return [to_png(render(x)) for x in x_test[:count]]
 
 
-class Load(Clients):
-    """16 threads posting digits back to back; records (sent, status, version, label, image index)."""
-
-    def __init__(self, url: str, images: list[bytes], clients: int = 16) -> None:
-        self.images = images
-        super().__init__(url, clients)
-
-    def run(self, index: int) -> None:
-        session, i = requests.Session(), index
-        while not self.stop.is_set():
-            image, sent = i % len(self.images), time.monotonic()
-            try:
-                answer = session.post(self.url, files={"image": ("d.png", self.images[image])}, timeout=30)
-                body = answer.json() if answer.status_code == 200 else {}
-                self.records.append((sent, answer.status_code, body.get("version"), body.get("label"), image))
-            except requests.RequestException as exc:
-                self.records.append((sent, 0, None, type(exc).__name__, image))
-            i += 1
-
-    def versions_after(self, start: float, end: float) -> set[int | None]:
-        return {r[2] for r in self.records if start <= r[0] < end}
 
 
 def remove_version(path: Path) -> None:

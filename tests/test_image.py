@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests import images
-from tests.images import ACCEPTED, APP_MAX_PIXELS, BAD, Accepted, Bad, by_id
+from tests.support import images
+from tests.support.images import ACCEPTED, APP_MAX_PIXELS, BAD, Accepted, Bad, by_id
 from util import errors
 from util.serve.image import (
     SCALES,
@@ -57,7 +57,7 @@ def test_accepted_preprocess_to_model_input(case: Accepted) -> None:
     for x, shape in ((rgb, COLORS_SHAPE), (grey, SHADES_SHAPE)):
         assert x.shape == shape and x.dtype == np.float32
         assert np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0
-    # The labels in tests/images.py are reasoned from the pictures; the pixels must agree.
+    # The labels in tests/support/images.py are reasoned from the pictures; the pixels must agree.
     assert colors_answer(rgb) == case.color
     assert shades_answer(grey) == case.shade
 

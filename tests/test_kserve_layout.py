@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from application import create_app
-from tests.test_versions import DIGITS, THREE
+from tests.support.versions import DIGITS, THREE
 
 COMPILED = ["labels.txt", "model.yaml", "model.tflite", "model.tflite.json", "samples"]
 

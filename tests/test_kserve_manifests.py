@@ -24,7 +24,7 @@ import yaml
 from referencing import Registry, Resource
 
 from tests.conftest import ROOT
-from tests.test_deploy import K8S_VERSION
+from tests.support import K8S_VERSION
 from util.config import SETTINGS
 
 KSERVE = ROOT / "k8s" / "kserve"

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests import builders
 from tests.conftest import ROOT, SERVERS, free_port, procfile_web
+from tests.support import builders
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def test_bad_input_over_http_is_json_4xx(live_server: str) -> None:
 
 def test_end_to_end_accuracy_matches_in_process(live_server: str, digits_split) -> None:
     from scripts.digits import render, to_png
-    from tests import builders
+    from tests.support import builders
     from util.serve.image import preprocess
     from util.serve.spec import discover
     _, _, x_test, y_test = digits_split

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,20 +11,14 @@ from typing import Any
 import pytest
 
 from application import create_app
-from tests import builders
 from tests.conftest import ROOT, free_port
+from tests.support import builders
+from tests.support.store import publish, put_version
 from util.serve.store import MARKER
 
 IMAGES = [builders.encode(builders.solid(c)) for c in ((230, 20, 20), (20, 200, 40), (30, 40, 220), (128, 128, 128))]
 
 
-def publish(models: Path, url: str, *names: str) -> subprocess.CompletedProcess[str]:
-    """`flask models publish` as an operator runs it."""
-    run = subprocess.run([sys.executable, "-m", "flask", "--app", "application", "models", "publish", *names,
-                          "--to", url, "--models-dir", str(models)], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return run
 
 
 def s3_app(url: str, cache: Path, **settings: Any):
@@ -39,10 +32,6 @@ def predict(client, image: bytes, path: str = "/colors/prediction") -> dict:
     return answer.get_json()
 
 
-def put_version(s3: Any, bucket: str, prefix: str, version_dir: Path, names: list[str]) -> None:
-    """Upload some of a version's files by hand (an upload that stopped, or a copy made without publish)."""
-    for name in names:
-        s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=(version_dir / name).read_bytes())
 
 
 def test_published_models_answer_as_from_disk(models_dir: Path, store_env: str, bucket: str,

@@ -14,9 +14,9 @@ import requests
 
 from bench.servers import RssSampler, S3Server
 from tests.conftest import FAKE_ENV, SERVERS
-from tests.test_hot_reload import Load, digit_pngs
-from tests.test_model_store import publish, put_version
-from tests.test_versions import add_version
+from tests.support.live import Load, digit_pngs
+from tests.support.store import publish, put_version
+from tests.support.versions import add_version
 
 pytestmark = pytest.mark.slow
 POLL = 1.0

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests import builders
+from tests.support import builders
 
 PNG = builders.encode(builders.solid((200, 0, 0)))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import builders
+from tests.support import builders
 from util.errors import ModelLoadError
 
 pytestmark = pytest.mark.slow

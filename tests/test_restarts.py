@@ -15,9 +15,9 @@ import pytest
 import requests
 from PIL import Image
 
-from tests import builders
-from tests.clients import Clients
 from tests.conftest import SERVERS
+from tests.support import builders
+from tests.support.clients import Clients
 
 pytestmark = pytest.mark.slow
 GRACEFUL_TIMEOUT = 20  # gunicorn.conf.py

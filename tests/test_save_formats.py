@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests import builders
+from tests.support import builders
 from util.errors import ModelLoadError
 from util.serve.spec import read_spec
 

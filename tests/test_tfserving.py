@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from tests import builders
+from tests.support import builders
 from util.serve.image import preprocess
 
 IMAGES = [builders.encode(builders.solid(c)) for c in ((200, 30, 30), (30, 180, 40), (40, 60, 220), (120, 110, 90))]

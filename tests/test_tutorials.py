@@ -17,7 +17,7 @@ import pytest
 import requests
 from PIL import Image, ImageDraw
 
-from tests.tutorials import BUILDERS, Tutorial
+from tests.support.tutorials import BUILDERS, Tutorial
 from util.serve.image import preprocess
 
 pytestmark = pytest.mark.slow

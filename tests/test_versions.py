@@ -9,17 +9,7 @@ from pathlib import Path
 import pytest
 
 from application import create_app, rebuild_routes
-
-DIGITS = Path(__file__).resolve().parents[1] / "saved_models" / "digits" / "1"
-
-
-def add_version(model_dir: Path, version: int, reversed_labels: bool = False) -> Path:
-    """The compiled digits model as `version` (copied aside, then renamed: never seen half-copied)."""
-    aside = model_dir / f".incoming-{version}"
-    shutil.copytree(DIGITS, aside)
-    if reversed_labels:  # same weights, so every answer's label tells which version computed it
-        (aside / "labels.txt").write_text("".join(f"{9 - d}\n" for d in range(10)))
-    return aside.rename(model_dir / str(version))
+from tests.support.versions import DIGITS, THREE, add_version
 
 
 @pytest.fixture
@@ -40,13 +30,8 @@ def predict(client, path: str = "/digits/prediction"):
     return client.post(path, data={"image": (io.BytesIO(THREE), "d.png")})
 
 
-def _three() -> bytes:
-    from scripts.digits import load_split, render, to_png
-    _, _, x_test, y_test = load_split()
-    return to_png(render(x_test[list(y_test).index(3)]))
 
 
-THREE = _three()
 
 
 def test_all_versions_are_served_side_by_side(models: Path) -> None:

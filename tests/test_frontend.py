@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests import builders
+from tests.support import builders
 
 pytestmark = pytest.mark.slow
 PNG = builders.encode(builders.solid((250, 250, 250), (8, 8)))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import builders
+from tests.support import builders
 from util.errors import ModelLoadError
 from util.serve.spec import discover, read_spec
 

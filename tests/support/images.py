@@ -2,7 +2,7 @@
 
 `ACCEPTED` cases carry the label of the `colors` model (dominant mean RGB channel, stretch resize)
 and of the `shades` model (light iff mean grey level > 0.5, centre-crop resize); see
-tests/builders.py. `color` is None for greyscale sources: their three colour scores are equal, so
+tests/support/builders.py. `color` is None for greyscale sources: their three colour scores are equal, so
 no colour may win on merit (check that the confidences are equal instead of a label).
 `BAD` cases carry the HTTP status and `error` code the API must answer with. The same bytes are
 meant to be posted by in-process and live-server tests alike.
