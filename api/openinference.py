@@ -24,7 +24,7 @@ from util.serve.served import ServedModel
 ns = Namespace("open-inference-v2", path="/v2",
                description="Open Inference Protocol (V2) as KServe and Triton speak it, with the classification "
                            "and binary tensor data extensions. Errors are `{\"error\": \"...\"}`.")
-schemas.add_models(ns, schemas.v2_error, schemas.v2_request)
+schemas.add_models(ns, schemas.v2_error, schemas.v2_input, schemas.v2_request)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["classification", "binary_tensor_data"]
 OUTPUT = "scores"
@@ -76,6 +76,16 @@ def read_request() -> tuple[dict, bytes]:
     return body, blobs
 
 
+def parameters(part: dict[str, Any], where: str) -> dict[str, Any]:
+    """A request part's `parameters`: an object, or absent."""
+    found = part.get("parameters")
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise InvalidParameter(f"the {where}'s \"parameters\" must be an object")
+    return found
+
+
 def input_rows(model: ServedModel, spec: Any, blobs: bytes) -> np.ndarray:
     """The prepared batch (N, H, W, C) from the one input tensor."""
     if not isinstance(spec, dict) or spec.get("name") not in ("image", "tensor"):
@@ -83,7 +93,7 @@ def input_rows(model: ServedModel, spec: Any, blobs: bytes) -> np.ndarray:
     shape, datatype = spec.get("shape"), spec.get("datatype")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape) or not shape:
         raise InvalidParameter("an input's shape is a list of sizes, the batch first")
-    binary = (spec.get("parameters") or {}).get("binary_data_size")
+    binary = parameters(spec, "input").get("binary_data_size")
     if binary is not None and (not isinstance(binary, int) or binary != len(blobs)):
         raise InvalidParameter("binary_data_size does not match the binary data after the JSON header")
     limit = batch_limit()
@@ -129,7 +139,7 @@ def b64_image(value: Any) -> bytes:
 
 def output_tensor(model: ServedModel, scores: np.ndarray, wanted: dict) -> tuple[dict, np.ndarray | list[bytes]]:
     """(tensor description, its values): scores, or the classification extension's strings."""
-    k = (wanted.get("parameters") or {}).get("classification")
+    k = parameters(wanted, "output").get("classification")
     if k is None:
         return {"name": OUTPUT, "datatype": "FP32", "shape": list(scores.shape)}, scores.astype("<f4")
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= scores.shape[1]:
@@ -147,7 +157,7 @@ def infer(name: str, version: str | None) -> Any:
     wanted = body.get("outputs") or [{"name": OUTPUT}]
     if not isinstance(wanted, list) or any(not isinstance(o, dict) or o.get("name") != OUTPUT for o in wanted):
         raise InvalidParameter(f"the one output is \"{OUTPUT}\"")
-    all_binary = bool((body.get("parameters") or {}).get("binary_data_output"))
+    all_binary = bool(parameters(body, "request").get("binary_data_output"))
     answer: dict[str, Any] = {"model_name": model.spec.name, "model_version": str(model.spec.version),
                               "outputs": []}
     if "id" in body:
@@ -155,7 +165,7 @@ def infer(name: str, version: str | None) -> Any:
     tail = b""
     for output in wanted:
         tensor, values = output_tensor(model, scores, output)
-        if (output.get("parameters") or {}).get("binary_data", all_binary):
+        if parameters(output, "output").get("binary_data", all_binary):
             data = (values.tobytes() if isinstance(values, np.ndarray)
                     else b"".join(struct.pack("<I", len(v)) + v for v in values))
             tensor["parameters"] = {"binary_data_size": len(data)}

@@ -139,12 +139,12 @@ tf_error = Model("TFServingError", {"error": fields.String(required=True, exampl
                                                                                  "Latest(half)")})
 tf_request = Model("TFServingRequest", {
     "signature_name": fields.String(description="Ignored: one signature"),
-    "instances": fields.List(AnyValue, description="predict, row format: a list of {\"b64\": \"<base64 image>\"}, "
-                                        "{\"image\": ...} or preprocessed tensors [height, width, channels]",
-                            example=[{"b64": "iVBORw0KGgo..."}]),
+    "instances": fields.List(AnyValue, min_items=1, example=[{"b64": "iVBORw0KGgo..."}],
+                             description="predict, row format: a list of {\"b64\": \"<base64 image>\"}, "
+                                         "{\"image\": ...} or preprocessed tensors [height, width, channels]"),
     "inputs": AnyValue(description="predict, columnar format: the same list, or {\"image\": [...]}"),
-    "examples": fields.List(AnyValue, description="classify: a list of {\"image\": {\"b64\": \"<base64 image>\"}}",
-                           example=[{"image": {"b64": "iVBORw0KGgo..."}}]),
+    "examples": fields.List(AnyValue, min_items=1, example=[{"image": {"b64": "iVBORw0KGgo..."}}],
+                            description="classify: a list of {\"image\": {\"b64\": \"<base64 image>\"}}"),
     "context": fields.Raw(description="classify: features shared by every example"),
 })
 tf_answer = Model("TFServingAnswer", {
@@ -167,13 +167,23 @@ tf_metadata = Model("TFServingMetadata", {
 
 # Open Inference Protocol (V2) shapes (api/openinference.py).
 v2_error = Model("V2Error", {"error": fields.String(required=True, example="unknown model: 'half'")})
+v2_input = Model("V2Input", {
+    "name": fields.String(required=True, enum=["image", "tensor"], description="image (BYTES) or tensor (FP32)"),
+    "datatype": fields.String(required=True, enum=["BYTES", "FP32"]),
+    "shape": fields.List(fields.Integer(min=1), required=True, min_items=1,
+                         description="[N] for images, [N, H, W, C] (or [N, H, W]) for tensors: the batch first"),
+    "data": AnyValue(description="Base64 images, or the tensor's numbers (flat or nested); absent with the "
+                                 "binary extension"),
+    "parameters": fields.Raw(description="binary_data_size: n bytes of this input after the JSON header"),
+})
 v2_request = Model("V2InferenceRequest", {
     "id": fields.String(description="Echoed in the answer"),
-    "inputs": fields.List(AnyValue, required=True, description="One input: {\"name\": \"image\", \"datatype\": "
-                          "\"BYTES\", \"shape\": [N], \"data\": [\"<base64 image>\", ...]} or {\"name\": "
-                          "\"tensor\", \"datatype\": \"FP32\", \"shape\": [N, H, W, C], \"data\": [...]}; with "
-                          "the binary extension, \"parameters\": {\"binary_data_size\": n} and the data after the "
-                          "JSON (Inference-Header-Content-Length)"),
+    # What the server enforces, so that no schema-valid request is refused for a reason the spec hides.
+    "inputs": fields.List(fields.Nested(v2_input), required=True, min_items=1, max_items=1,
+                          description="One input: {\"name\": \"image\", \"datatype\": \"BYTES\", \"shape\": [N], "
+                          "\"data\": [\"<base64 image>\", ...]} or {\"name\": \"tensor\", \"datatype\": \"FP32\", "
+                          "\"shape\": [N, H, W, C], \"data\": [...]}; with the binary extension, \"parameters\": "
+                          "{\"binary_data_size\": n} and the data after the JSON (Inference-Header-Content-Length)"),
     "outputs": fields.List(AnyValue, description="[{\"name\": \"scores\", \"parameters\": {\"classification\": k, "
                            "\"binary_data\": true}}]"),
     "parameters": fields.Raw(description="binary_data_output: every output as binary data"),

@@ -103,3 +103,17 @@ def test_errors_reach_the_client(live_server: str, digits: list[bytes]) -> None:
     junk.set_data_from_numpy(np.array([b"not an image"], dtype=np.object_))
     with pytest.raises(InferenceServerException, match="not a readable image"):
         c.infer("digits", [junk])
+
+
+@pytest.mark.parametrize("part, where", [
+    ({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "parameters": [None, None]}]}, "input"),
+    ({"outputs": [{"name": "scores", "parameters": "top"}]}, "output"),
+    ({"parameters": [1]}, "request"),
+])
+def test_parameters_that_are_not_objects_are_a_400(live_server: str, digits: list[bytes], part: dict,
+                                                   where: str) -> None:
+    # Found by schemathesis once the spec described each input: a list here was a 500.
+    image = {"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(digits[0]).decode()]}
+    body = {"inputs": [image], **part}
+    answer = requests.post(f"{live_server}/v2/models/digits/infer", json=body, timeout=10)
+    assert answer.status_code == 400 and f"the {where}'s \"parameters\" must be an object" in answer.json()["error"]
