@@ -1,18 +1,13 @@
 """Liveness and readiness probes for Heroku, Docker and Kubernetes."""
 from __future__ import annotations
 
-from flask import current_app
 from flask_restx import Namespace, Resource
 
 from api import balance, schemas
-from util.serve.registry import Registry
+from api.dataplane import registry
 
 ns = Namespace("health", description="Process liveness and model readiness")
 schemas.add_models(ns, schemas.health)
-
-
-def registry() -> Registry:
-    return current_app.extensions["registry"]
 
 
 @ns.route("/live")

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from flask import g, request
+from flask import request
 from flask_restx import Namespace, Resource, reqparse
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest
 
 from api import schemas
+from api.dataplane import resolve
 from api.protocols import batch_limit
 from util.errors import InvalidParameter, MalformedRequest, MissingImage, ServiceError, UnsupportedMediaType
 from util.serve.explain import label_index
@@ -136,9 +137,7 @@ class ModelResource(Resource):
         self.group = group
 
     def served(self, version: int | None) -> ServedModel:
-        served = self.group.default() if version is None else self.group.get(version)
-        g.model, g.version = served.spec.name, served.spec.version  # for the access log
-        return served
+        return resolve(self.group.name, version)
 
     def predict(self, version: int | None) -> dict:
         served = self.served(version)  # held to the end: a version swapped meanwhile still finishes this

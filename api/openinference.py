@@ -13,12 +13,13 @@ import struct
 from typing import Any
 
 import numpy as np
-from flask import Response, current_app, g, request
+from flask import Response, request
 from flask_restx import Namespace
 
 from api import schemas
+from api.dataplane import model_group, registry, resolve
 from api.protocols import ErrorFieldResource, batch_limit, decode_base64
-from util.errors import InvalidParameter, NotFound
+from util.errors import InvalidParameter
 from util.serve.served import ServedModel
 
 ns = Namespace("open-inference-v2", path="/v2",
@@ -30,25 +31,14 @@ EXTENSIONS = ["classification", "binary_tensor_data"]
 OUTPUT = "scores"
 
 
-def served(name: str, version: str | None) -> ServedModel:
-    group = current_app.extensions["registry"].groups.get(name)
-    if group is None or not group.versions:
-        raise NotFound(f"unknown model: '{name}'")
-    if version in (None, ""):
-        model = group.default()
-    elif not str(version).isdigit() or int(version) not in group.versions:
-        raise NotFound(f"unknown version {version!r} of model '{name}'; served: {sorted(group.versions)}")
-    else:
-        model = group.versions[int(version)]
-    g.model, g.version = model.spec.name, model.spec.version  # for the access log
-    return model
+served = resolve  # V2 answers the data plane's own 404 and 503 messages, in its {"error"} shape
 
 
 def model_metadata(model: ServedModel) -> dict:
     model.load()
     assert model.plan is not None
     height, width, channels = model.plan.image_shape
-    group = current_app.extensions["registry"].groups[model.spec.name]
+    group = model_group(model.spec.name)
     return {"name": model.spec.name, "versions": [str(v) for v in group.versions], "platform": "tflite",
             "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]},
                        {"name": "tensor", "datatype": "FP32", "shape": [-1, height, width, channels]}],
@@ -203,8 +193,7 @@ class V2Ready(ErrorFieldResource):
     @ns.response(503, "A model is loading or has no version that serves", schemas.v2_error)
     def get(self) -> Any:
         """200 when every model serves a loaded version (a pod takes no traffic before)."""
-        registry = current_app.extensions["registry"]
-        return ({}, 200) if registry.all_serving else ({"error": "not every model is loaded"}, 503)
+        return ({}, 200) if registry().all_serving else ({"error": "not every model is loaded"}, 503)
 
 
 @ns.route("/models/<string:name>")

@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from flask import current_app, g, request
+from flask import request
 from flask_restx import Namespace
 
 from api import schemas
+from api.dataplane import model_group, resolve
 from api.protocols import ErrorFieldResource, batch_limit, decode_base64
-from util.errors import InvalidParameter, NotFound, ServiceError
+from util.errors import InvalidParameter, NotFound
 from util.serve.served import ServedModel
-from util.serve.versions import ModelGroup
 
 INPUT = "image"  # the name of the model's one input in requests and metadata
 ns = Namespace("tensorflow-serving", path="/v1/models",
@@ -29,21 +29,13 @@ schemas.add_models(ns, schemas.tf_error, schemas.tf_request, schemas.tf_answer, 
 VERBS = ("predict", "classify")
 
 
-def model_group(name: str) -> ModelGroup:
-    group = current_app.extensions["registry"].groups.get(name)
-    if group is None or not group.versions:
-        raise NotFound(f"Servable not found for request: Latest({name})")
-    return group
-
-
 def served(name: str, version: int | None) -> ServedModel:
-    group = model_group(name)
+    """The data plane's version, its 404 worded as TF Serving words it (clients may match on it)."""
     try:
-        model = group.default() if version is None else group.get(version)
-    except ServiceError:
-        raise NotFound(f"Servable not found for request: Specific({name}, {version})") from None
-    g.model, g.version = model.spec.name, model.spec.version  # for the access log
-    return model
+        return resolve(name, version)
+    except NotFound:
+        servable = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+        raise NotFound(f"Servable not found for request: {servable}") from None
 
 
 def split_verb(target: str) -> tuple[str, str]:
@@ -117,7 +109,10 @@ def classify(model: ServedModel) -> dict:
 
 
 def status(name: str, version: int | None) -> dict:
-    group = model_group(name)
+    try:
+        group = model_group(name)
+    except NotFound:
+        raise NotFound(f"Servable not found for request: Latest({name})") from None
     rows = [{"version": str(s["version"]), "state": "AVAILABLE" if s["state"] == "serving" else "END",
              "status": {"error_code": "OK" if s["state"] == "serving" else "UNKNOWN",
                         "error_message": s.get("error", "")}} for s in group.states()]
