@@ -10,7 +10,8 @@ from flask_restx import Namespace, Resource, reqparse
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest
 
-from api import schemas
+from api import bodies, schemas
+from api.bodies import undeclared_threshold
 from api.dataplane import resolve
 from api.protocols import batch_limit
 from util.errors import InvalidParameter, MalformedRequest, MissingImage, ServiceError, UnsupportedMediaType
@@ -139,24 +140,33 @@ class ModelResource(Resource):
     def served(self, version: int | None) -> ServedModel:
         return resolve(self.group.name, version)
 
+    def arguments(self, served: ServedModel, batch: bool) -> dict[str, Any]:
+        """The parsed request; `threshold` is declared (parsed, bounded) for multi-label models only."""
+        args = parse(parser_for(served, batch))
+        if "threshold" not in args and "threshold" in request.values:  # let past the unknown-field check
+            undeclared_threshold(served)
+        return args
+
     def predict(self, version: int | None) -> dict:
         served = self.served(version)  # held to the end: a version swapped meanwhile still finishes this
-        args = parse(parser_for(served))
-        # Undeclared for a model that is not multi-label: passed on raw so predict can say why not.
-        threshold = args["threshold"] if "threshold" in args else request.values.get("threshold")
-        return served.predict(args["image"].read(), args.get("top_k"), threshold)
+        args = self.arguments(served, batch=False)
+        scores = served.classify([args["image"].read()])[0]
+        if isinstance(scores, ServiceError):
+            raise scores
+        return bodies.prediction(served, scores, args.get("top_k"), args.get("threshold"))
 
     def predict_many(self, version: int | None) -> dict:
         served = self.served(version)
-        args = parse(parser_for(served, batch=True))
-        threshold = args["threshold"] if "threshold" in args else request.values.get("threshold")
+        args = self.arguments(served, batch=True)
         files = args["images"]
-        answers = served.predict_many([f.read() for f in files], args.get("top_k"), threshold)
-        if not any(isinstance(a, dict) for a in answers):
-            assert isinstance(answers[0], ServiceError)
-            raise answers[0]  # not one image could be read: the request fails, with the first one's reason
-        results = [{"filename": f.filename, **(a if isinstance(a, dict) else {**a.to_dict(), "status": a.status})}
-                   for f, a in zip(files, answers, strict=True)]
+        rows = served.classify([f.read() for f in files])
+        if all(isinstance(row, ServiceError) for row in rows):
+            assert isinstance(rows[0], ServiceError)
+            raise rows[0]  # not one image could be read: the request fails, with the first one's reason
+        results = [{"filename": f.filename, **({**row.to_dict(), "status": row.status} if isinstance(row, ServiceError)
+                                               else bodies.prediction(served, row, args.get("top_k"),
+                                                                      args.get("threshold")))}
+                   for f, row in zip(files, rows, strict=True)]
         return {"results": results, "model": served.spec.name, "version": served.spec.version}
 
 
@@ -209,7 +219,7 @@ class Metadata(ModelResource):
                                                                       "kind, runtime, provenance and versions")
     def get(self) -> dict:
         """Describe the model's default version, and list every version with its state."""
-        return {**self.served(None).info(), "versions": self.group.states()}
+        return {**bodies.model_info(self.served(None)), "versions": self.group.states()}
 
 
 @doc.response(404, "This version is not served (the answer lists those that are)", schemas.ERRORS[404])
@@ -218,7 +228,7 @@ class VersionMetadata(ModelResource):
                                                                       "kind, runtime and provenance")
     def get(self, version: int) -> dict:
         """Describe one version of the model."""
-        return self.served(version).info()
+        return bodies.model_info(self.served(version))
 
 
 def make_namespace(group: ModelGroup, security: list[str] | None = None) -> Namespace:

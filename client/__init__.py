@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from client.api import APIError, APIUnavailable, Prediction, PredictionClient, PredictionError, predict_reference
 from client.s3 import (
-                        AccessDenied,
-                        BucketNotFound,
-                        ObjectNotFound,
-                        S3Error,
-                        is_image_key,
-                        list_keys,
-                        load_env,
-                        parse_s3_reference,
-                        read_object,
-                        read_reference,
-                        s3_client,
+    AccessDenied,
+    BucketNotFound,
+    ObjectNotFound,
+    S3Error,
+    is_image_key,
+    list_keys,
+    load_env,
+    parse_s3_reference,
+    read_object,
+    read_reference,
+    s3_client,
 )
 
 __all__ = [

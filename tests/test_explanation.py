@@ -105,11 +105,11 @@ def test_digits_map_equals_keras_occlusion_on_a_real_digit(digits_split, measure
     _, _, x_test, _ = digits_split
     pngs = [to_png(render(x)) for x in x_test[:100]]
     # Confidence: the least sure of 100 digits (a saturated softmax barely moves); log-odds: the surest.
-    ranked = sorted(pngs, key=lambda data: served.predict(data)["confidence"])
+    ranked = sorted(pngs, key=lambda data: served.classify([data])[0].max())
     png = ranked[0] if measure == "confidence" else ranked[-1]
     answer = app.test_client().post("/digits/explanation", headers=JSON, data={
         "image": (io.BytesIO(png), "digit.png"), "measure": measure}).get_json()
-    assert answer["label"] == served.predict(png)["label"] and answer["passes"] == 8 * 8 + 1
+    assert answer["label"] == served.ranked(served.classify([png])[0])[0][0] and answer["passes"] == 8 * 8 + 1
     spec = next(s for s in discover(ROOT / "saved_models") if s.name == "digits")
     reference = keras_occlusion(builders.keras_model(spec), served.prepare(png), 8, int(answer["label"]), measure)
     assert np.std(reference) > 0.01

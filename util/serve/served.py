@@ -1,10 +1,10 @@
 """One model version as the API sees it: a spec, a plan and a runtime.
 
-`prepare -> scores -> ranked` (and `answer` for the native body) is the one prediction path
-every route calls. Runtimes are created by `load()`, which gunicorn calls after fork
-(gunicorn.conf.py) so no interpreter is shared between processes; elsewhere the first
-request or readiness probe does. A version serves only after it passed the answer gate
-(util/serve/answers.py).
+`prepare -> scores -> ranked` (`classify` for encoded images) is the one prediction path every
+route calls; the bodies clients read are shaped in api/ (api/bodies.py for the native API).
+Runtimes are created by `load()`, which gunicorn calls after fork (gunicorn.conf.py) so no
+interpreter is shared between processes; elsewhere the first request or readiness probe does.
+A version serves only after it passed the answer gate (util/serve/answers.py).
 """
 from __future__ import annotations
 
@@ -120,19 +120,8 @@ class ServedModel:
         if self.runtime is not None:
             self.runtime.close()
 
-    def predict(self, data: bytes, top_k: int | None = None, threshold: Any = None) -> dict[str, Any]:
-        """Classify one encoded image; raises util.errors for bad input."""
-        if threshold is not None:
-            self._loaded()
-            threshold = self.threshold(threshold)
-        return self.answer(self.scores(self.prepare(data)[None])[0], top_k, threshold)
-
-    def predict_many(self, images: list[bytes], top_k: int | None = None,
-                     threshold: Any = None) -> list[dict[str, Any] | ServiceError]:
-        """Classify several encoded images in one runtime batch; a bad image gets its own error."""
-        if threshold is not None:
-            self._loaded()
-            threshold = self.threshold(threshold)
+    def classify(self, images: list[bytes]) -> list[np.ndarray | ServiceError]:
+        """Per-label scores of encoded images, in one runtime batch; a bad image gets its own error."""
         prepared, failed = [], {}
         for i, data in enumerate(images):
             try:
@@ -140,8 +129,8 @@ class ServedModel:
             except ServiceError as exc:
                 failed[i] = exc
         rows = self.scores(np.stack([x for _, x in prepared])) if prepared else np.zeros((0, 0))
-        answers = {i: self.answer(row, top_k, threshold) for (i, _), row in zip(prepared, rows, strict=True)}
-        return [answers[i] if i in answers else failed[i] for i in range(len(images))]
+        scored = {i: row for (i, _), row in zip(prepared, rows, strict=True)}
+        return [scored[i] if i in scored else failed[i] for i in range(len(images))]
 
     def _loaded(self) -> tuple[Runtime, Plan]:
         if self.runtime is None:
@@ -196,54 +185,3 @@ class ServedModel:
         """(label, score) for one image's scores, best first (ties in label order)."""
         labels = self.spec.labels
         return [(labels[i], float(scores[i])) for i in np.argsort(-scores, kind="stable")]
-
-    def threshold(self, raw: Any) -> float:
-        """A request's threshold, for multi-label models only."""
-        assert self.plan is not None
-        if not self.plan.outputs.multilabel:
-            raise InvalidParameter(f"threshold applies to multi-label models only; {self.spec.name} is "
-                                   f"{self.plan.outputs.kind}")
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            value = float("nan")
-        if not 0 <= value <= 1:
-            raise InvalidParameter(f"threshold must be from 0 to 1, got {raw!r}")
-        return value
-
-    def answer(self, scores: np.ndarray, top_k: int | None, threshold: float | None) -> dict[str, Any]:
-        """The response body for one image's per-label scores."""
-        ranked = self.ranked(scores)
-        k = top_k or min(self.settings["DEFAULT_TOP_K"], len(ranked))
-        predictions = [{"label": label, "confidence": score} for label, score in ranked[:k]]
-        body = {**predictions[0], "predictions": predictions, "model": self.spec.name, "version": self.spec.version}
-        assert self.plan is not None
-        if self.plan.outputs.multilabel:
-            cut = self.plan.outputs.threshold if threshold is None else threshold
-            body["threshold"] = cut
-            body["positive_labels"] = [label for label, score in ranked if score >= cut]
-        return body
-
-    def info(self) -> dict[str, Any]:
-        """Metadata for GET /<model>/."""
-        manifest = self.manifest or artifact_status(self.spec)[1] or {}
-        verification = manifest.get("verification") or {}
-        plan = self.plan
-        return {
-            "name": self.spec.name, "version": self.spec.version, "title": self.spec.title,
-            "description": self.spec.description, "labels": list(self.spec.labels), "format": self.spec.format,
-            "published": self.spec.published,
-            "input_shape": list(plan.image_shape) if plan else None,
-            "model_input": manifest.get("model_input"),
-            "preprocessing": (plan.preprocessing if plan else self.spec.preprocessing).to_dict(),
-            "serving": plan.to_dict() if plan else None,
-            "output": plan.outputs.kind if plan else None,
-            "runtime": self.runtime.kind if self.runtime else None, "ready": self.ready,
-            "verified": bool(manifest.get("verified")), "verification": verification or None,
-            "quantization": manifest.get("quantization"),
-            "source_sha256": manifest.get("sources"), "verified_max_abs_diff": verification.get("max_abs_diff"),
-            "tolerance": verification.get("tolerance"), "compiled_at": manifest.get("compiled_at"),
-            "batching": dict(zip(("max_batch_size", "max_batch_delay_ms"), self.batching(), strict=True)),
-            "inference": self.runtime.plan if self.runtime else None,
-            "answers_checked": self.gated if self.runtime else None,
-        }
