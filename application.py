@@ -7,13 +7,12 @@ from typing import Any
 
 import click
 from flask import Flask
-from werkzeug.exceptions import HTTPException
 
 from api import metrics, requestlog
-from api.assemble import create_api, http_error_body, http_error_headers, internal_error
+from api.assemble import create_api
+from api.errors import error_response
 from util import logs
 from util.config import load_settings
-from util.errors import ServiceError
 from util.serve.registry import Registry
 
 __version__ = "1.0.0"
@@ -49,20 +48,11 @@ def create_app(config: Mapping[str, Any] | None = None, registry: Registry | Non
     metrics.install(app)
     app.cli.add_command(ToolChainCommands("models", help="Compile and inspect the models under MODELS_DIR."))
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[dict, int, dict[str, str]]:
-        # Outside flask-restx routes (e.g. static files), errors are still JSON.
-        return http_error_body(exc, registry), exc.code or 500, http_error_headers(exc)
-
-    @app.errorhandler(ServiceError)
-    def service_error(exc: ServiceError) -> tuple[dict, int, dict[str, str]]:
-        # Raised outside flask-restx routes (e.g. an API key check before /metrics).
-        return exc.to_dict(), exc.status, exc.headers
-
     @app.errorhandler(Exception)
-    def unexpected_error(exc: Exception) -> tuple[dict, int]:
-        # Outside flask-restx routes too, an unforeseen failure is JSON, logged with its traceback.
-        return internal_error(exc), 500
+    def any_error(exc: Exception) -> tuple[dict, int, dict[str, str]]:
+        # Outside flask-restx routes (static files, the demo page, an API key check before /metrics):
+        # the same mapping, so every error is JSON, and an unforeseen one is logged with its traceback.
+        return error_response(exc)
 
     return app
 

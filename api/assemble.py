@@ -1,16 +1,15 @@
-"""Assembles the flask-restx Api: health, one namespace per model, errors mapped once."""
+"""Assembles the flask-restx Api: health, protocols, one namespace per model; errors through api/errors.py."""
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Request, current_app, request
+from flask import Flask, Request
 from flask_restx import Api
-from werkzeug.exceptions import HTTPException
 from werkzeug.formparser import FormDataParser
 
 from api import auth, demo, docs, explain, health, openinference, schemas, tfserving
+from api.errors import error_response
 from api.models import make_namespace
-from util.errors import PayloadTooLarge, ServiceError
 from util.serve.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -32,35 +31,6 @@ class StrictRequest(Request):
         return parser
 
 
-def http_error_body(exc: HTTPException, registry: Registry) -> dict[str, str]:
-    """werkzeug's HTTP errors in the service's error shape, with a hint for unknown URLs."""
-    code = (exc.name or "error").lower().replace(" ", "_")
-    message = exc.description or exc.name
-    if exc.code == 413:
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
-        if request.content_length is not None and request.content_length <= limit:  # werkzeug's form limits
-            return PayloadTooLarge(f"a multipart text field or part header is larger than "
-                                   f"{current_app.config['MAX_FORM_MEMORY_SIZE']} bytes, or there are more than "
-                                   f"{current_app.config['MAX_FORM_PARTS']} parts").to_dict()
-        return PayloadTooLarge(f"the request body is larger than the {limit} byte limit "
-                               "(MAX_CONTENT_LENGTH)").to_dict()
-    if exc.code == 404:
-        models = ", ".join(f"/{name}/prediction" for name in registry.models) or "none"
-        message = f"no such URL: {request.path}. Prediction routes: {models}; API documentation at /"
-    return {"message": message, "error": code}
-
-
-def internal_error(exc: BaseException) -> dict[str, str]:
-    """Log an unexpected exception with its traceback; the client gets no internals."""
-    log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
-    return {"message": "internal server error: the failure is logged on the server", "error": "internal_error"}
-
-
-def http_error_headers(exc: HTTPException) -> dict[str, str]:
-    """werkzeug's own headers for the error (e.g. `Allow` on a 405), minus its HTML content type."""
-    return {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-
-
 def create_api(app: Flask, registry: Registry, version: str) -> Api:
     """The Api with its error mapping, optional API keys, health and one namespace per model."""
     app.config.setdefault("RESTX_ERROR_404_HELP", False)
@@ -76,23 +46,14 @@ def create_api(app: Flask, registry: Registry, version: str) -> Api:
     for model in schemas.ERRORS.values():
         api.add_model(model.name, model)
 
-    @api.errorhandler(ServiceError)
-    @api.response(400, "Error", schemas.ERRORS[400])
-    def service_error(exc: ServiceError) -> tuple[dict, int, dict[str, str]]:
-        """A request the service refused, with the reason (status per error code)."""
-        return exc.to_dict(), exc.status, exc.headers
-
-    @api.errorhandler(HTTPException)
-    @api.response(404, "Error", schemas.ERRORS[404])
-    def http_error(exc: HTTPException) -> tuple[dict, int, dict[str, str]]:
-        """An HTTP-level error (unknown URL, method not allowed, body too large)."""
-        return http_error_body(exc, registry), exc.code or 500, http_error_headers(exc)
-
+    # flask-restx routes: every exception through the one mapping (api/errors.py).
     @api.errorhandler(Exception)
+    @api.response(400, "Error", schemas.ERRORS[400])
+    @api.response(404, "Error", schemas.ERRORS[404])
     @api.response(500, "Error", schemas.ERRORS[500])
-    def unexpected_error(exc: Exception) -> tuple[dict, int]:
-        """Anything unforeseen: a JSON 500, with the traceback in the log."""
-        return internal_error(exc), 500
+    def any_error(exc: Exception) -> tuple[dict, int, dict[str, str]]:
+        """A refusal with its reason (status per error code), an HTTP error, or a logged JSON 500."""
+        return error_response(exc)
 
     api.add_namespace(health.ns)
     api.add_namespace(tfserving.ns)

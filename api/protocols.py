@@ -9,17 +9,20 @@ from typing import Any
 from flask import current_app
 from flask_restx import Resource
 
-from util.errors import InvalidParameter, ServiceError
+from api.errors import error_response
+from util.errors import InvalidParameter
 
 
 class ErrorFieldResource(Resource):
-    """Refusals as `{"error": "<message>"}`, the shape both protocols write (not the native API's)."""
+    """Errors as `{"error": "<message>"}`, the shape both protocols write: the one mapping
+    (api/errors.py) decides the message, status and headers; this only reshapes the body."""
 
     def dispatch_request(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().dispatch_request(*args, **kwargs)
-        except ServiceError as exc:
-            return {"error": exc.message}, exc.status
+        except Exception as exc:  # every failure, refusals and the unforeseen alike (logged there)
+            body, status, headers = error_response(exc)
+            return {"error": body["message"]}, status, headers
 
 
 def decode_base64(text: str, invalid: str) -> bytes:

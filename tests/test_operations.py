@@ -47,15 +47,29 @@ def test_request_id_is_kept_when_sane_and_made_otherwise(json_app, capsys: pytes
     assert len([line for line in access if line["path"] == "/colors/prediction"]) == 2  # one line per request
 
 
+@pytest.mark.parametrize("protocol", ["native", "tfserving", "v2"])
 def test_unexpected_error_is_logged_with_the_request_id_and_traceback(
-        json_app, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+        json_app, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, protocol: str) -> None:
+    import base64
+
     import util.serve.served as served
 
     def broken(*args: object, **kwargs: object) -> None:
         raise KeyError("injected")
     monkeypatch.setattr(served, "preprocess", broken)
-    answer = json_app.test_client().post("/colors/prediction", data=upload(), headers={"X-Request-ID": "boom-1"})
-    assert answer.status_code == 500 and answer.get_json()["error"] == "internal_error"
+    client, b64 = json_app.test_client(), base64.b64encode(PNG).decode()
+    headers = {"X-Request-ID": "boom-1"}
+    answer = {
+        "native": lambda: client.post("/colors/prediction", data=upload(), headers=headers),
+        "tfserving": lambda: client.post("/v1/models/colors:predict", json={"instances": [{"b64": b64}]},
+                                         headers=headers),
+        "v2": lambda: client.post("/v2/models/colors/infer", headers=headers, json={"inputs": [
+            {"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]}),
+    }[protocol]()
+    # One mapping for every route; each protocol only keeps its own body shape.
+    expected = ({"error": "internal_error", "message": "internal server error: the failure is logged on the server"}
+                if protocol == "native" else {"error": "internal server error: the failure is logged on the server"})
+    assert answer.status_code == 500 and answer.get_json() == expected
     errors = [line for line in log_lines(capsys.readouterr().err) if line["level"] == "error"]
     assert errors and errors[0]["request_id"] == "boom-1" and "KeyError: 'injected'" in errors[0]["traceback"]
 
