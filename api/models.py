@@ -15,7 +15,6 @@ from api.bodies import undeclared_threshold
 from api.dataplane import resolve
 from api.protocols import batch_limit
 from util.errors import InvalidParameter, MalformedRequest, MissingImage, ServiceError, UnsupportedMediaType
-from util.serve.explain import label_index
 from util.serve.served import ServedModel
 from util.serve.versions import ModelGroup
 
@@ -42,19 +41,19 @@ class Bounded:
 
 
 class OneOf:
-    """A reqparse type that takes one of a model's labels and declares them as the spec's enum."""
+    """A reqparse type that takes one of a model's labels, declares them as the spec's enum, and gives
+    the label's index: the one place a label is checked and converted."""
 
     def __init__(self, model: str, labels: list[str]) -> None:
         # Names only, no model: flask-restx deep-copies parser types when it writes the spec.
         self.model, self.labels = model, labels
         self.__schema__ = {"type": "string", "enum": labels}
 
-    def __call__(self, raw: Any) -> str:
-        try:
-            label_index(self.model, self.labels, raw)  # the one check, and its message, for every caller
-        except InvalidParameter as exc:
-            raise ValueError(exc.message) from None
-        return str(raw)
+    def __call__(self, raw: Any) -> int:
+        if raw not in self.labels:
+            shown = ", ".join(self.labels[:20]) + (", ..." if len(self.labels) > 20 else "")
+            raise ValueError(f"label {raw!r} is not one of model {self.model}'s labels: {shown}")
+        return self.labels.index(raw)
 
 
 def make_parser(labels: int, multilabel: bool, batch: bool = False) -> reqparse.RequestParser:

@@ -11,7 +11,6 @@ EXPLANATION_MAX_PASSES.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -74,14 +73,6 @@ def occluded(x: np.ndarray, patches: list[tuple[slice, slice]]) -> np.ndarray:
     return batch
 
 
-def label_index(name: str, labels: Sequence[str], label: str) -> int:
-    """The index of a label a request names for model `name` (a 400 listing the labels if there is none such)."""
-    if label not in labels:
-        shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
-        raise InvalidParameter(f"label {label!r} is not one of model {name}'s labels: {shown}")
-    return list(labels).index(label)
-
-
 def evidence(scores: np.ndarray, index: int, multilabel: bool) -> np.ndarray:
     """Per row, the log-odds of label `index`: log p - log(the other labels' total, or 1 - p if multi-label)."""
     s = scores.astype(np.float64)
@@ -91,10 +82,10 @@ def evidence(scores: np.ndarray, index: int, multilabel: bool) -> np.ndarray:
     return np.log(np.maximum(p, TINY)) - np.log(np.maximum(rest, TINY))
 
 
-def explain(model: ServedModel, x: np.ndarray, grid: int | None = None, label: str | None = None,
+def explain(model: ServedModel, x: np.ndarray, grid: int | None = None, label: int | None = None,
             measure: str = "confidence") -> Explanation:
     """The occlusion map of prepared image `x` (H, W, C) on a grid x grid grid (default EXPLANATION_GRID, within
-    the bound), for `label` (default: the top one), in `measure` (confidence or log_odds)."""
+    the bound), for the label at index `label` (default: the top one), in `measure` (confidence or log_odds)."""
     if measure not in MEASURES:
         raise InvalidParameter(f"measure must be one of {', '.join(MEASURES)}, not {measure!r}")
     limit = model.settings["EXPLANATION_MAX_PASSES"]
@@ -104,14 +95,15 @@ def explain(model: ServedModel, x: np.ndarray, grid: int | None = None, label: s
         raise InvalidParameter(f"grid must be from 1 to {allowed} for model {model.spec.name} (at most "
                                f"EXPLANATION_MAX_PASSES={limit} occluded passes, a cell at least one pixel), "
                                f"got {grid}")
-    named = label_index(model.spec.name, model.spec.labels, label) if label else None  # refused before any pass is run
+    if label is not None and not 0 <= label < len(model.spec.labels):
+        raise InvalidParameter(f"label index {label} is out of range for model {model.spec.name}")
     patches = cells(x.shape[0], x.shape[1], grid)
     # The whole image rides in the first chunk: one batch fewer than running it alone.
     rows = [model.scores(np.concatenate([x[None], occluded(x, patches[:CHUNK - 1])]))]
     for start in range(CHUNK - 1, len(patches), CHUNK):
         rows.append(model.scores(occluded(x, patches[start:start + CHUNK])))
     scores = np.concatenate(rows)
-    index = int(np.argmax(scores[0])) if named is None else named
+    index = int(np.argmax(scores[0])) if label is None else label
     assert model.plan is not None
     values = (scores[:, index].astype(np.float64) if measure == "confidence"
               else evidence(scores, index, model.plan.outputs.multilabel))
