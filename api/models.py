@@ -11,7 +11,6 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest
 
 from api import bodies, schemas
-from api.bodies import undeclared_threshold
 from api.dataplane import resolve
 from api.protocols import batch_limit
 from util.errors import InvalidParameter, MalformedRequest, MissingImage, ServiceError, UnsupportedMediaType
@@ -143,7 +142,7 @@ class ModelResource(Resource):
         """The parsed request; `threshold` is declared (parsed, bounded) for multi-label models only."""
         args = parse(parser_for(served, batch))
         if "threshold" not in args and "threshold" in request.values:  # let past the unknown-field check
-            undeclared_threshold(served)
+            bodies.undeclared_threshold(served)
         return args
 
     def predict(self, version: int | None) -> dict:

@@ -31,9 +31,6 @@ EXTENSIONS = ["classification", "binary_tensor_data"]
 OUTPUT = "scores"
 
 
-served = resolve  # V2 answers the data plane's own 404 and 503 messages, in its {"error"} shape
-
-
 def model_metadata(model: ServedModel) -> dict:
     model.load()
     assert model.plan is not None
@@ -141,7 +138,7 @@ def output_tensor(model: ServedModel, scores: np.ndarray, wanted: dict) -> tuple
 
 
 def infer(name: str, version: str | None) -> Any:
-    model = served(name, version)
+    model = resolve(name, version)
     body, blobs = read_request()
     scores = model.scores(input_rows(model, body["inputs"][0], blobs))
     wanted = body.get("outputs") or [{"name": OUTPUT}]
@@ -202,7 +199,7 @@ class V2Model(ErrorFieldResource):
     @ns.response(200, "Versions, inputs, outputs, labels")
     def get(self, name: str, version: str | None = None) -> dict:
         """Model metadata: versions, inputs (image BYTES or tensor FP32), output scores, labels."""
-        return model_metadata(served(name, version))
+        return model_metadata(resolve(name, version))
 
 
 @ns.route("/models/<string:name>/versions/<string:version>")
@@ -217,7 +214,7 @@ class V2ModelReady(ErrorFieldResource):
     @ns.response(503, "The model is loading", schemas.v2_error)
     def get(self, name: str, version: str | None = None) -> Any:
         """200 when this model (version) is loaded."""
-        return ({}, 200) if served(name, version).ready else ({"error": f"model {name} is loading"}, 503)
+        return ({}, 200) if resolve(name, version).ready else ({"error": f"model {name} is loading"}, 503)
 
 
 @ns.route("/models/<string:name>/versions/<string:version>/ready")

@@ -33,9 +33,7 @@ MARGIN = 2.0
 def inputs(spec: ModelSpec, plan: Plan, names: list[str] | None = None) -> list[tuple[str, bytes]]:
     """(name, encoded bytes): the samples named in `names`, else up to MAX_IMAGES samples, else probes."""
     if names is None:
-        files = [p for p in sorted(spec.samples.iterdir()) if p.is_file() and not p.name.startswith(".")] \
-            if spec.samples.is_dir() else []
-        names = [f"samples/{p.name}" for p in files][:MAX_IMAGES]
+        names = [f"samples/{p.name}" for p in probes.sample_files(spec.samples)][:MAX_IMAGES]
     if names and all(n.startswith("samples/") for n in names):
         found = []
         for name in names:

@@ -40,13 +40,19 @@ def generated(size: tuple[int, int], seed: int = 0) -> list[tuple[str, Image.Ima
     return images
 
 
+def sample_files(directory: Path) -> list[Path]:
+    """The files of a model's `samples/` directory, sorted, hidden ones skipped (none if it is absent)."""
+    if not directory.is_dir():
+        return []
+    return [p for p in sorted(directory.iterdir()) if p.is_file() and not p.name.startswith(".")]
+
+
 def samples(directory: Path) -> list[tuple[str, Image.Image]]:
     """Every readable image in the model's `samples/` directory (others are skipped)."""
     found = []
-    for path in sorted(directory.iterdir()) if directory.is_dir() else []:
-        if path.is_file() and not path.name.startswith("."):
-            try:
-                found.append((f"samples/{path.name}", decode(path.read_bytes(), SAMPLE_PIXELS)))
-            except ServiceError:
-                continue
+    for path in sample_files(directory):
+        try:
+            found.append((f"samples/{path.name}", decode(path.read_bytes(), SAMPLE_PIXELS)))
+        except ServiceError:
+            continue
     return found

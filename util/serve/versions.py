@@ -142,10 +142,11 @@ def _make(group: ModelGroup, version: int, path: Path, make: Callable[[Any], Any
 def load_group(group: ModelGroup, make: Callable[[Any], Any]) -> None:
     """Load the versions made before the fork; one that fails is reported and dropped, and when no
     wanted version is left the newest older version that loads serves (`make` loads)."""
+    on_disk = version_dirs(group.dir)
     for version, model in list(group.versions.items()):
         if model.ready:
             continue
-        path = version_dirs(group.dir)[version]
+        path = on_disk[version]
         try:
             model.load()
         except Exception as exc:
@@ -154,7 +155,7 @@ def load_group(group: ModelGroup, make: Callable[[Any], Any]) -> None:
             _failed(group, version, str(exc), signature(path, group.dir))
             continue
         group._loaded[version] = signature(path, group.dir)  # loading may have compiled
-    if not set(group.versions) & set(group.policy.wanted(list(version_dirs(group.dir)))):
+    if not set(group.versions) & set(group.policy.wanted(list(on_disk))):
         refresh_group(group, make)
 
 

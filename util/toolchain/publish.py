@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from util.errors import ModelLoadError
-from util.serve.artifacts import artifact_status, sha256
+from util.serve.artifacts import artifact_status
+from util.serve.probes import sample_files
 from util.serve.s3store import split_url
 from util.serve.spec import LABELS, MANIFEST, METADATA, ModelSpec
 from util.serve.store import MARKER
@@ -26,9 +27,7 @@ def version_files(spec: ModelSpec) -> dict[str, Path]:
     files = {LABELS: spec.path / LABELS, spec.artifact.name: spec.artifact, MANIFEST: spec.manifest}
     if (spec.path / METADATA).is_file():
         files[METADATA] = spec.path / METADATA
-    if spec.samples.is_dir():
-        files.update({f"samples/{p.name}": p for p in sorted(spec.samples.iterdir())
-                      if p.is_file() and not p.name.startswith(".")})
+    files.update({f"samples/{p.name}": p for p in sample_files(spec.samples)})
     return files
 
 
@@ -69,7 +68,7 @@ class Publisher:
             data = path.read_bytes()
             listed[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             sent += self.put(base + name, data)
-        marker = {"model": spec.name, "version": spec.version, "artifact_sha256": sha256(spec.artifact),
+        marker = {"model": spec.name, "version": spec.version, "artifact_sha256": listed[spec.artifact.name]["sha256"],
                   "compiled_at": manifest.get("compiled_at"), "files": listed}
         sent += self.put(base + MARKER, (json.dumps(marker, indent=1, sort_keys=True) + "\n").encode())
         self.echo(f"{spec.name} v{spec.version}: {len(files) + 1} files at {self.url.rstrip('/')}/{base} "
