@@ -10,14 +10,14 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # util/, wherever gunicorn starts
-from api import balance
+from api.front import balance
 from util.serve import activity  # noqa: F401 - its shared count must exist before the workers fork
 
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
-# Bodies are read on an event loop (api/frontend.py), so slow uploads never hold a thread;
+# Bodies are read on an event loop (api/front/), so slow uploads never hold a thread;
 # GUNICORN_WORKER_CLASS=gthread gives the previous thread-per-connection server (for comparison).
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "api.frontend.Worker"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "api.front.worker.Worker"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 60)
 graceful_timeout = 20
 keepalive = 5

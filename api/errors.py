@@ -2,7 +2,7 @@
 
 The native shape is `{"message", "error"}`; the TF Serving and V2 modules only reshape it to
 their documented `{"error": message}` (api/protocols.py). Refusals made before Flask sees the
-request (api/frontend.py) write the same bodies from the same util.errors classes.
+request (api/front/http.py) write the same bodies from the same util.errors classes.
 """
 from __future__ import annotations
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from flask_restx import Namespace, Resource
 
-from api import balance, schemas
+from api import schemas
 from api.dataplane import registry
+from api.front import balance
 
 ns = Namespace("health", description="Process liveness and model readiness")
 schemas.add_models(ns, schemas.health)

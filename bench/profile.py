@@ -28,7 +28,7 @@ STAGES = [
     ("view, marshalling (flask-restx)", ("marshal_with.__call__.<locals>.wrapper (marshalling.py)",)),
     ("Flask dispatch, hooks (request id, access log, auth, metrics), response",
      ("Flask.__call__ (app.py)",)),
-    ("WSGI thread hand-over (a2wsgi environ, thread pool)", ("_worker (thread.py)",)),
+    ("WSGI thread hand-over (environ, thread pool)", ("_worker (thread.py)",)),
     ("event loop: HTTP parsing, body buffering, socket writes", ("BaseEventLoop._run_once (base_events.py)",)),
 ]
 

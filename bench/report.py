@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from bench import fronts
+
 MOBILENET, MOBILENET_INT8 = "MobileNetV2, 224x224 JPEG", "MobileNetV2 int8, 224x224 JPEG"
 
 
@@ -164,34 +166,6 @@ def soak_section(entry: dict | None) -> list[str]:
             f"{entry['rss_end_mb']:.0f} | {entry['rss_growth']:+.1%} |", ""]
 
 
-def fronts(entries: dict, when: str | None = None) -> list[str]:
-    """The HTTP front ends side by side: throughput under load (rounds alternated between the fronts,
-    averaged), and normal requests among slow uploads."""
-    if not entries:
-        return []
-    lines = ["## HTTP front ends (MobileNetV2, 224x224 JPEG)", ""]
-    if when:
-        lines += [f"This section was run again on its own at {when}.", ""]
-    lines += ["| front end | req/s at concurrency 16, each round | mean | ratio of means to the first | slow uploads "
-              "open | normal requests failed | worst ms | median ms |", "|---|---|---|---|---|---|---|---|"]
-    first = None
-    for label, entry in entries.items():
-        rates = []
-        for one in entry.get("rounds") or [entry["load"]]:
-            levels = [r["concurrency"] for r in one["runs"]]
-            rates.append(at(one["runs"], 16 if 16 in levels else max(levels))["throughput"])
-        mean = sum(rates) / len(rates)
-        first = first or mean
-        slow = entry["slow_clients"]
-        lines.append(f"| {label} | {', '.join(f'{r:.1f}' for r in rates)} | {mean:.1f} | {mean / first:.3f} | "
-                     f"{slow['slow_connections']} | {slow['failed']} of {slow['requests']} (timeout "
-                     f"{slow['timeout_s']:g} s) | {slow['worst_ms']:.0f} | {slow['median_ms']:.0f} |")
-    lines.append("")
-    for label, entry in entries.items():
-        lines += load_table(f"{label}, first round", entry["load"])
-    return lines
-
-
 def render(results: dict, variants: dict) -> str:
     lines = ["# Benchmark results", "",
              f"Written by `make bench` on {dt.date.today().isoformat()} ({results['machine']}); every figure below "
@@ -214,7 +188,7 @@ def render(results: dict, variants: dict) -> str:
     lines += explanations_section(results.get("explanations"), results.get("explanations_at"))
     lines += peers_section(results.get("peers"))
     lines += ["## (d) HTTP floor: flask-restx, same upload, constant JSON", "", *load_table("floor", results["floor"])]
-    lines += fronts(results.get("fronts") or {}, results.get("fronts_at"))
+    lines += fronts.section(results.get("fronts") or {}, results.get("fronts_at"))
     lines += soak_section(results.get("soak"))
     lines += ["## Process-model variants (MobileNetV2, 224x224 JPEG)", ""]
     for label in variants:

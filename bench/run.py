@@ -19,21 +19,20 @@ from pathlib import Path
 
 import requests
 
-from bench import assets, chart, explanations, report, soak
+from bench import assets, chart, explanations, fronts, report, soak
 from bench.report import MOBILENET, MOBILENET_INT8
 from bench.servers import ROOT, serve
 
 FULL = {"size": 224, "train": 200, "samples": 30, "concurrency": (1, 4, 16, 64), "duration": 8.0, "warmup": 2.0,
         "limit_seconds": 5.0, "photos": 16, "digits": 64, "variant_concurrency": (1, 4, 16), "slow": 64,
-        "soak_seconds": 600.0, "soak_warmup": 30.0, "front_rounds": 3, "explain_rounds": 2}
+        "soak_seconds": 600.0, "soak_warmup": 30.0, "front_rounds": 3, "front_concurrency": (1, 16, 64),
+        "explain_rounds": 2}
 SMOKE = {"size": 32, "train": 20, "samples": 20, "concurrency": (1, 4), "duration": 0.5, "warmup": 0.2,
          "limit_seconds": 0.3, "photos": 2, "digits": 4, "variant_concurrency": (1,), "slow": 4,
-         "soak_seconds": 2.0, "soak_warmup": 0.5, "front_rounds": 1, "explain_rounds": 1}
+         "soak_seconds": 2.0, "soak_warmup": 0.5, "front_rounds": 1, "front_concurrency": (1, 4),
+         "explain_rounds": 1}
 # (processes, interpreter threads, batch size) for the in-process limit
 LIMIT_CONFIGS = [(1, 2, 1), (1, 2, 2), (1, 2, 4), (1, 2, 8), (1, 1, 1), (2, 1, 1), (2, 1, 2), (2, 1, 4)]
-# HTTP front ends compared (the default is the event-loop front, api/frontend.py).
-FRONTS = {"event loop (uvicorn worker, bodies buffered; default)": {},
-          "gthread (a thread reads each body; before 2026-11-26)": {"GUNICORN_WORKER_CLASS": "gthread"}}
 # Peers on the same compiled .tflite (bench/peers/, own venv): the command, with {python} and {port}
 # filled in, and the path that answers 200 once they are ready.
 PEERS = {"LitServe": (["{python}", "-m", "bench.peers.litserve_app", "{port}"], "/health"),
@@ -72,9 +71,9 @@ def load(url: str, images: list[Path], concurrency: int, cfg: dict, body: str = 
 
 def drive(env: dict[str, str], route: str, images: list[Path], levels: tuple[int, ...], cfg: dict,
           app: str | None = None, command: list[str] | None = None, ready: str = "/health/ready",
-          body: str = "native") -> dict:
+          body: str = "native", root: Path = ROOT) -> dict:
     """Start a server, run the load at each concurrency, record RSS peaks and start-up time."""
-    with serve(env, app, command=command, ready=ready) as server:
+    with serve(env, app, command=command, ready=ready, root=root) as server:
         runs = []
         for concurrency in levels:
             with server.rss() as rss:
@@ -165,14 +164,6 @@ def speed(work: Path, cfg: dict, args: argparse.Namespace) -> dict:
     return results
 
 
-def slow_clients(env: dict[str, str], route: str, image: Path, cfg: dict) -> dict:
-    """Normal requests timed while 64 connections trickle their bodies (bench/slowclients.py)."""
-    with serve({**env, "BODY_TIMEOUT": "30"}) as server:
-        command = [sys.executable, "-m", "bench.slowclients", server.url + route, str(image),
-                   "--slow", str(cfg["slow"]), "--requests", "5"]
-        return json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
-
-
 def run_soak(models: Path, images: list[Path], cfg: dict) -> dict:
     """bench/soak.py against the Procfile server: concurrency 16, good and bad requests mixed."""
     with serve({"MODELS_DIR": str(models)}) as server:
@@ -180,20 +171,9 @@ def run_soak(models: Path, images: list[Path], cfg: dict) -> dict:
                          server.proc.pid)
 
 
-def run_fronts(models: Path, images: list[Path], cfg: dict) -> dict:
-    """Each front end under load, in alternating rounds (A B A B: a slow minute hits both alike), then
-    among slow uploads. Rounds are kept apart; the report averages them."""
-    fronts: dict = {label: {"rounds": []} for label in FRONTS}
-    for round_ in range(cfg["front_rounds"]):
-        for label, env in FRONTS.items():
-            print(f"[bench] front end, round {round_ + 1}: {label}", flush=True)
-            fronts[label]["rounds"].append(drive({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction", images,
-                                                 cfg["variant_concurrency"], cfg))
-    for label, env in FRONTS.items():
-        fronts[label]["load"] = fronts[label]["rounds"][0]
-        fronts[label]["slow_clients"] = slow_clients({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction",
-                                                     images[0], cfg)
-    return fronts
+def run_fronts(work: Path, fp32: Path, images: list[Path], cfg: dict, args: argparse.Namespace) -> dict:
+    """bench/fronts.py: this server, an earlier commit (--front-before), LitServe and BentoML, interleaved."""
+    return fronts.run(drive, work / "models", fp32, images, cfg, args.peers_python, args.front_before, PEERS)
 
 
 def only(args: argparse.Namespace, cfg: dict) -> None:
@@ -220,7 +200,8 @@ def only(args: argparse.Namespace, cfg: dict) -> None:
                 print(f"[bench] soak: {cfg['soak_seconds']:g} s", flush=True)
                 results["soak"] = run_soak(work / "models", photos, cfg)
             else:
-                results.update(fronts=run_fronts(work / "models", photos, cfg), fronts_at=when)
+                fp32 = work / "models" / "mobilenet"  # where build_models made it
+                results.update(fronts=run_fronts(work, fp32, photos, cfg, args), fronts_at=when)
     write(args.output, results)
 
 
@@ -239,6 +220,8 @@ def main() -> None:
     parser.add_argument("--skip-naive", action="store_true", help="skip the (slow, TensorFlow) naive baseline")
     parser.add_argument("--only", choices=("speed", "protocols", "explanations", "soak", "fronts"),
                         help="run one section again, into the existing results")
+    parser.add_argument("--front-before", metavar="REV",
+                        help="also measure this git revision's server in the front-end rounds (same venv)")
     parser.add_argument("--peers-python", type=Path, default=ROOT / ".venv-peers" / "bin" / "python",
                         help="python of the venv with bench/peers/requirements.txt (LitServe, BentoML)")
     args = parser.parse_args()
@@ -256,7 +239,7 @@ def main() -> None:
             print(f"[bench] variant: {label}", flush=True)
             results["variants"][label] = drive({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction", photos,
                                                cfg["variant_concurrency"], cfg)
-        results["fronts"] = run_fronts(models, photos, cfg)
+        results["fronts"] = run_fronts(work, models / "mobilenet", photos, cfg, args)
         print(f"[bench] soak: {cfg['soak_seconds']:g} s", flush=True)
         results["soak"] = run_soak(models, photos, cfg)
     write(args.output, results)

@@ -24,8 +24,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def procfile_web() -> str:
-    web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+def procfile_web(root: Path = ROOT) -> str:
+    web = next(line for line in (root / "Procfile").read_text().splitlines() if line.startswith("web:"))
     return web.split(":", 1)[1].strip()
 
 
@@ -85,20 +85,21 @@ class Server:
 
 @contextmanager
 def serve(env: dict[str, str], app: str | None = None, log: Path | None = None, command: list[str] | None = None,
-          ready: str = "/health/ready") -> Iterator[Server]:
+          ready: str = "/health/ready", root: Path = ROOT) -> Iterator[Server]:
     """The Procfile's web command (or the same gunicorn config with another `app`, or any other server's
-    `command`, where "{port}" is replaced) on loopback, once `ready` answers 200."""
+    `command`, where "{port}" is replaced) on loopback, once `ready` answers 200; `root` is the checkout
+    it runs from (another one to measure an earlier commit)."""
     port = free_port()
     if command is not None:
         argv = [part.replace("{port}", str(port)) for part in command]
     else:
-        argv = ["sh", "-c", procfile_web() if app is None else procfile_web().replace("application:app", app)]
+        argv = ["sh", "-c", procfile_web(root) if app is None else procfile_web(root).replace("application:app", app)]
     full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                "HOST": "127.0.0.1", "PORT": str(port), "PYTHONPATH": str(ROOT), "LOG_LEVEL": "warning",
+                "HOST": "127.0.0.1", "PORT": str(port), "PYTHONPATH": str(root), "LOG_LEVEL": "warning",
                 "TF_CPP_MIN_LOG_LEVEL": "3", **env}
     out = open(log or os.devnull, "wb")  # noqa: SIM115 - the server writes to it until the generator closes it
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(argv, cwd=root, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     name = " ".join(command or []) or app or "application:app"

@@ -1,11 +1,11 @@
-"""api/balance.py: a worker accepts only when no live peer holds fewer open connections."""
+"""api/front/balance.py: a worker accepts only when no live peer holds fewer open connections."""
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
 
-from api import balance
+from api.front import balance
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def test_bench_smoke_run_writes_every_section(tmp_path: Path) -> None:
     assert explained["explanation grid 16, JSON"]["passes"] == 257
     assert output.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     default = next(iter(results["fronts"].values()))
-    assert default["slow_clients"]["failed"] == 0 and default["load"]["runs"][0]["errors"] == 0
+    assert default["slow_clients"]["failed"] == 0 and default["rounds"][0]["runs"][0]["errors"] == 0
     soak = results["soak"]
     assert soak["requests"] > 0 and soak["server_errors"] == 0 and not soak["unexpected"]
     assert {"200", "400", "415", "422"} <= set(soak["statuses"])

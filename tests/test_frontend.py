@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from tests.support import builders
+from tests.support.clients import Clients
 
 pytestmark = pytest.mark.slow
 PNG = builders.encode(builders.solid((250, 250, 250), (8, 8)))
@@ -97,6 +98,11 @@ CASES = {
                    "invalid_parameter"),
     "top_k as a list": (request(multipart((b"image", b"a.png", PNG), (b"top_k", None, b"1"),
                                           (b"top_k", None, b"2"))), 400, "invalid_parameter"),
+    "bytes that are not HTTP (a TLS hello)": (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\0" * 64, 400,
+                                              "malformed_request"),
+    "a request line that is not HTTP": (b"GARBAGE\r\n\r\n", 400, "malformed_request"),
+    "headers over 64 KB": (b"GET /health/live HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 400,
+                           "malformed_request"),
     "top_k in form and query": (request(multipart((b"image", b"a.png", PNG), (b"top_k", None, b"1")),
                                         query=b"?top_k=2"), 400, "invalid_parameter"),
 }
@@ -140,3 +146,75 @@ def test_sixty_four_slow_uploads_do_not_starve_a_normal_request(server: tuple[st
         sockets[0].settimeout(5)
         answer = sockets[0].recv(65536)
         assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer
+
+
+def read_answers(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """Read `count` answers off one connection: (status, body) each."""
+    raw, answers = b"", []
+    while len(answers) < count:
+        while b"\r\n\r\n" not in raw or len(raw) < _expected(raw):
+            chunk = sock.recv(65536)
+            assert chunk, f"the connection closed after {len(answers)} answers"
+            raw += chunk
+        length = _expected(raw)
+        head, _, body = raw[:length].partition(b"\r\n\r\n")
+        answers.append((int(head.split()[1]), body))
+        raw = raw[length:]
+    return answers
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(server: tuple[str, int]) -> None:
+    head, _, body = request(GOOD).partition(b"\r\n\r\n")
+    with socket.create_connection(server, timeout=5) as sock:
+        sock.sendall(head + b"\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"  # curl waits 1 s for it otherwise
+        sock.sendall(body)
+        [(status, answer)] = read_answers(sock, 1)
+    assert status == 200 and json.loads(answer)["model"] == "digits"
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection(server: tuple[str, int]) -> None:
+    predict = request(GOOD)
+    ready = b"GET /health/ready HTTP/1.1\r\nHost: test\r\n\r\n"
+    with socket.create_connection(server, timeout=10) as sock:
+        sock.sendall(predict + ready + predict + b"GET /nope HTTP/1.1\r\nHost: test\r\n\r\n")
+        answers = read_answers(sock, 4)
+    assert [status for status, _ in answers] == [200, 200, 200, 404]
+    assert json.loads(answers[0][1])["model"] == "digits" and json.loads(answers[1][1])["status"] == "ok"
+
+
+def test_an_upgrade_request_is_answered_once_as_plain_http_then_closed(server: tuple[str, int]) -> None:
+    data = b"GET /health/live HTTP/1.1\r\nHost: test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+    with socket.create_connection(server, timeout=5) as sock:
+        sock.sendall(data + b"\x81\x85not http")
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    assert raw.count(b"HTTP/1.1 ") == 1 and raw.startswith(b"HTTP/1.1 200") and b"connection: close" in raw
+
+
+def test_sixteen_connections_opened_at_once_are_spread_over_both_workers(
+        server_factory: Callable[..., contextmanager[str]]) -> None:
+    from tests.support.processes import connections, cpu_seconds, master_pid, workers
+
+    class Posting(Clients):
+        def run(self, index: int) -> None:
+            with requests.Session() as session:
+                while not self.stop.is_set():
+                    self.records.append(session.post(self.url, files={"image": ("d.png", PNG)}, timeout=10)
+                                        .status_code)
+
+    with server_factory(WEB_CONCURRENCY="2") as url:
+        pids = workers(master_pid(url))
+        with Posting(url, clients=16) as load:  # 16 keep-alive connections opened together on an idle server
+            time.sleep(1.0)
+            before = {pid: cpu_seconds(pid) for pid in pids}
+            time.sleep(3.0)
+            used = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
+            held = [connections(pid, urlsplit(url).port or 80) for pid in pids]
+    share = min(used.values()) / sum(used.values())
+    print(f"16 connections opened at once: held per worker {held}; CPU seconds over 3 s {used}, "
+          f"smaller share {share:.2f}")
+    assert sum(held) == 16 and max(held) - min(held) <= 2, held
+    assert len(used) == 2 and share > 0.3, "one worker held the connections while the other idled"
+    assert set(load.records) == {200}

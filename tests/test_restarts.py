@@ -18,6 +18,7 @@ from PIL import Image
 from tests.conftest import SERVERS
 from tests.support import builders
 from tests.support.clients import Clients
+from tests.support.processes import cpu_seconds, master_pid, workers
 
 pytestmark = pytest.mark.slow
 GRACEFUL_TIMEOUT = 20  # gunicorn.conf.py
@@ -39,34 +40,6 @@ class Load(Clients):
                 outcome = type(exc).__name__
                 time.sleep(0.05)  # the server is going away: do not spin
             self.records.append((sent, time.monotonic(), outcome))
-
-
-def master_pid(url: str) -> int:
-    """gunicorn's master (the Procfile line runs under `sh -c`, which may or may not exec it); waits for 2 workers."""
-    pid = SERVERS[url].proc.pid
-    if Path(f"/proc/{pid}/comm").read_text().strip() in {"sh", "dash", "bash"}:
-        pid = children(pid)[0]
-    deadline = time.monotonic() + 30
-    while len(workers(pid)) < 2 and time.monotonic() < deadline:  # ready means one worker answered
-        time.sleep(0.05)
-    return pid
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return sorted(found)
-
-
-def workers(master: int) -> list[int]:
-    return [pid for pid in children(master) if "gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(
-        errors="replace")]
 
 
 def test_sigterm_answers_every_accepted_request_and_exits_in_time(
@@ -135,11 +108,6 @@ def test_killed_worker_is_replaced_and_the_server_keeps_answering(
         print(f"kill -9: answered again after {answered * 1000:.0f} ms; replacement worker {replacement}")
         assert answered < 2 and replacement and victim not in replacement
         assert requests.get(f"{url}/health/ready", timeout=5).status_code == 200
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_connections_opened_while_a_worker_restarts_are_spread_once_it_is_back(
