@@ -20,6 +20,7 @@ from api import schemas
 from api.dataplane import model_group, registry, resolve
 from api.protocols import ErrorFieldResource, batch_limit, decode_base64
 from util.errors import InvalidParameter
+from util.serve.bodies import OUTPUT, OutputParameters, V2Input, V2Output, V2Request, v2_body
 from util.serve.served import ServedModel
 
 ns = Namespace("open-inference-v2", path="/v2",
@@ -28,7 +29,6 @@ ns = Namespace("open-inference-v2", path="/v2",
 schemas.add_models(ns, schemas.v2_error, schemas.v2_input, schemas.v2_request)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["classification", "binary_tensor_data"]
-OUTPUT = "scores"
 
 
 def model_metadata(model: ServedModel) -> dict:
@@ -43,8 +43,8 @@ def model_metadata(model: ServedModel) -> dict:
             "parameters": {"labels": list(model.spec.labels), "preprocessing": model.plan.preprocessing.scale}}
 
 
-def read_request() -> tuple[dict, bytes]:
-    """The JSON header and the binary blobs after it (binary tensor data extension)."""
+def read_request() -> tuple[V2Request, bytes]:
+    """The JSON header, declared, and the binary blobs after it (binary tensor data extension)."""
     raw = request.get_data()
     length = request.headers.get(HEADER_LENGTH)
     if length is not None:
@@ -53,51 +53,30 @@ def read_request() -> tuple[dict, bytes]:
         head, blobs = raw[:int(length)], raw[int(length):]
     else:
         head, blobs = raw, b""
-    try:
-        body = json.loads(head)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameter("the inference request header is not valid JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or len(body["inputs"]) != 1:
-        raise InvalidParameter("an inference request has \"inputs\": a list with one input, \"image\" (BYTES) or "
-                               "\"tensor\" (FP32)")
-    return body, blobs
+    return v2_body(head), blobs
 
 
-def parameters(part: dict[str, Any], where: str) -> dict[str, Any]:
-    """A request part's `parameters`: an object, or absent."""
-    found = part.get("parameters")
-    if found is None:
-        return {}
-    if not isinstance(found, dict):
-        raise InvalidParameter(f"the {where}'s \"parameters\" must be an object")
-    return found
-
-
-def input_rows(model: ServedModel, spec: Any, blobs: bytes) -> np.ndarray:
+def input_rows(model: ServedModel, spec: V2Input, blobs: bytes) -> np.ndarray:
     """The prepared batch (N, H, W, C) from the one input tensor."""
-    if not isinstance(spec, dict) or spec.get("name") not in ("image", "tensor"):
-        raise InvalidParameter("the input must be named \"image\" (BYTES) or \"tensor\" (FP32)")
-    shape, datatype = spec.get("shape"), spec.get("datatype")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape) or not shape:
-        raise InvalidParameter("an input's shape is a list of sizes, the batch first")
-    binary = parameters(spec, "input").get("binary_data_size")
-    if binary is not None and (not isinstance(binary, int) or binary != len(blobs)):
+    shape = spec.shape
+    binary = spec.parameters.binary_data_size if spec.parameters else None
+    if binary is not None and binary != len(blobs):
         raise InvalidParameter("binary_data_size does not match the binary data after the JSON header")
     limit = batch_limit()
     if not 1 <= shape[0] <= limit:
         raise InvalidParameter(f"a batch holds 1 to {limit} rows (MAX_BATCH_IMAGES), not {shape[0]}")
-    if spec["name"] == "image":
-        if datatype != "BYTES" or len(shape) != 1:
+    if spec.name == "image":
+        if spec.datatype != "BYTES" or len(shape) != 1:
             raise InvalidParameter("\"image\" is BYTES of shape [N]: one encoded image per row")
-        images = split_bytes(blobs) if binary is not None else [b64_image(v) for v in spec.get("data") or []]
+        images = split_bytes(blobs) if binary is not None else [b64_image(v) for v in spec.data or []]
         if len(images) != shape[0]:
             raise InvalidParameter(f"shape says {shape[0]} images, the data holds {len(images)}")
         return np.stack([model.prepare(image) for image in images])
-    if datatype != "FP32":
+    if spec.datatype != "FP32":
         raise InvalidParameter("\"tensor\" is FP32, already preprocessed")
     try:
         flat = (np.frombuffer(blobs, dtype="<f4") if binary is not None
-                else np.asarray(spec.get("data"), dtype=np.float32).ravel())
+                else np.asarray(spec.data, dtype=np.float32).ravel())
         rows = flat.reshape(shape)
     except (ValueError, TypeError):
         raise InvalidParameter(f"the data does not fill the shape {shape}") from None
@@ -124,12 +103,12 @@ def b64_image(value: Any) -> bytes:
     return decode_base64(value, "an \"image\" element is not valid base64")
 
 
-def output_tensor(model: ServedModel, scores: np.ndarray, wanted: dict) -> tuple[dict, np.ndarray | list[bytes]]:
+def output_tensor(model: ServedModel, scores: np.ndarray, wanted: V2Output) -> tuple[dict, np.ndarray | list[bytes]]:
     """(tensor description, its values): scores, or the classification extension's strings."""
-    k = parameters(wanted, "output").get("classification")
+    k = (wanted.parameters or OutputParameters()).classification
     if k is None:
         return {"name": OUTPUT, "datatype": "FP32", "shape": list(scores.shape)}, scores.astype("<f4")
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= scores.shape[1]:
+    if k > scores.shape[1]:
         raise InvalidParameter(f"classification must be from 1 to {scores.shape[1]}")
     index = {label: i for i, label in enumerate(model.spec.labels)}
     strings = [f"{score:f}:{index[label]}:{label}".encode() for row in scores
@@ -140,19 +119,17 @@ def output_tensor(model: ServedModel, scores: np.ndarray, wanted: dict) -> tuple
 def infer(name: str, version: str | None) -> Any:
     model = resolve(name, version)
     body, blobs = read_request()
-    scores = model.scores(input_rows(model, body["inputs"][0], blobs))
-    wanted = body.get("outputs") or [{"name": OUTPUT}]
-    if not isinstance(wanted, list) or any(not isinstance(o, dict) or o.get("name") != OUTPUT for o in wanted):
-        raise InvalidParameter(f"the one output is \"{OUTPUT}\"")
-    all_binary = bool(parameters(body, "request").get("binary_data_output"))
+    scores = model.scores(input_rows(model, body.inputs[0], blobs))
+    all_binary = body.parameters.binary_data_output if body.parameters else False
     answer: dict[str, Any] = {"model_name": model.spec.name, "model_version": str(model.spec.version),
                               "outputs": []}
-    if "id" in body:
-        answer["id"] = body["id"]
+    if body.id is not None:
+        answer["id"] = body.id
     tail = b""
-    for output in wanted:
+    for output in body.outputs or [V2Output()]:
         tensor, values = output_tensor(model, scores, output)
-        if parameters(output, "output").get("binary_data", all_binary):
+        binary = (output.parameters or OutputParameters()).binary_data
+        if all_binary if binary is None else binary:
             data = (values.tobytes() if isinstance(values, np.ndarray)
                     else b"".join(struct.pack("<I", len(v)) + v for v in values))
             tensor["parameters"] = {"binary_data_size": len(data)}

@@ -18,9 +18,9 @@ from api import schemas
 from api.dataplane import model_group, resolve
 from api.protocols import ErrorFieldResource, batch_limit, decode_base64
 from util.errors import InvalidParameter, NotFound
+from util.serve.bodies import INPUT, TFClassify, TFPredict, tf_body
 from util.serve.served import ServedModel
 
-INPUT = "image"  # the name of the model's one input in requests and metadata
 ns = Namespace("tensorflow-serving", path="/v1/models",
                description="TensorFlow Serving's REST API: predict, classify, model status and metadata. "
                            "Errors are `{\"error\": \"...\"}` as TensorFlow Serving writes them.")
@@ -67,44 +67,21 @@ def batch_of(model: ServedModel, values: list[Any]) -> np.ndarray:
     return np.stack([instance_image(model, v) for v in values])
 
 
-def body() -> dict:
-    data = request.get_json(force=True, silent=True)  # TF Serving reads JSON whatever the Content-Type (curl -d)
-    if not isinstance(data, dict):
-        raise InvalidParameter("the body must be a JSON object")
-    return data
+def body() -> Any:
+    """The parsed JSON body, or None; util/serve/bodies.py declares what it must hold."""
+    return request.get_json(force=True, silent=True)  # TF Serving reads JSON whatever the Content-Type (curl -d)
 
 
 def predict(model: ServedModel) -> dict:
     """TF Serving's predict: row ("instances") or columnar ("inputs") format, probabilities per label."""
-    data = body()
-    if ("instances" in data) == ("inputs" in data):
-        raise InvalidParameter("give either \"instances\" (row format) or \"inputs\" (columnar format), not both")
-    rows = data.get("instances", data.get("inputs"))
-    if isinstance(rows, dict) and "inputs" in data and set(rows) == {INPUT}:
-        rows = rows[INPUT]  # columnar with the input named
-    if not isinstance(rows, list):
-        rows = [rows]  # a single instance
+    rows, row_format = tf_body(body(), TFPredict).rows()
     scores = model.scores(batch_of(model, rows)).tolist()
-    return {"predictions": scores} if "instances" in data else {"outputs": scores}
+    return {"predictions": scores} if row_format else {"outputs": scores}
 
 
 def classify(model: ServedModel) -> dict:
     """TF Serving's classify: examples with an `image` feature; every label with its score, best first."""
-    data = body()
-    examples, context = data.get("examples"), data.get("context") or {}
-    if not isinstance(examples, list) or not all(isinstance(e, dict) for e in examples):
-        raise InvalidParameter("\"examples\" must be a list of objects, each with an \"image\" feature")
-    if not isinstance(context, dict):
-        raise InvalidParameter("\"context\" must be an object of features")
-    rows = []
-    for example in examples:
-        features = {**context, **example}
-        if set(example) & set(context):
-            raise InvalidParameter("a feature given in \"context\" must not appear in an example")
-        if INPUT not in features:
-            raise InvalidParameter(f"each example needs the \"{INPUT}\" feature ({{\"b64\": \"<base64 image>\"}})")
-        rows.append(features[INPUT])
-    scores = model.scores(batch_of(model, rows))
+    scores = model.scores(batch_of(model, tf_body(body(), TFClassify).rows()))
     return {"result": [[[label, score] for label, score in model.ranked(row)] for row in scores]}
 
 

@@ -162,7 +162,8 @@ def test_dockerfile_stages_match_the_repo(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_docker_build_compiles_and_the_image_serves(tmp_path: Path, tf_blocker: tuple[Path, Path]) -> None:
     from util.serve.artifacts import artifact_status
-    from util.serve.spec import model_dirs, read_policy, read_spec, version_dirs
+    from util.serve.metadata import read_policy
+    from util.serve.spec import model_dirs, read_spec, version_dirs
     build, runtime = stages()
     models = replay(build, tmp_path / "build", leave_out=COMPILED.__contains__) / "saved_models"
     specs = [read_spec(d, v) for d in model_dirs(models) for v in read_policy(d).wanted(list(version_dirs(d)))]

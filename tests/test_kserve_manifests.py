@@ -25,7 +25,7 @@ from referencing import Registry, Resource
 
 from tests.conftest import ROOT
 from tests.support import K8S_VERSION
-from util.config import SETTINGS
+from util.config import SETTINGS, parse_setting
 
 KSERVE = ROOT / "k8s" / "kserve"
 KINDS = {"serving.kserve.io/v1alpha1": {"ServingRuntime": "V1alpha1ServingRuntime"},
@@ -218,7 +218,7 @@ def test_runtime_env_is_settings_the_app_reads() -> None:
         assert name in read_by_app or name.startswith("AWS_"), f"the runtime sets {name}, which the app does not read"
     for name, value in env.items():
         if name in SETTINGS:
-            SETTINGS[name][1](value)  # parses as the app parses it
+            parse_setting(name, value)  # parses as the app parses it
 
 
 def test_inference_service_uses_the_runtime_and_s3_credentials() -> None:

@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
+from msgspec import Meta, Struct, structs
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from util.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
+from util.schemas import convert, rule
 
 # Pillow identifies more formats than we want to parse from strangers (EPS runs Ghostscript).
 ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP", "TIFF", "DIB"})
-RESIZE_MODES = ("stretch", "pad", "crop")
-SCALES = ("unit", "tf", "torch", "caffe", "raw")
+Resize = Literal["stretch", "pad", "crop"]
+Scale = Literal["unit", "tf", "torch", "caffe", "raw"]
+Resample = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]  # the keys of RESAMPLING
+RESIZE_MODES: tuple[str, ...] = get_args(Resize)
+SCALES: tuple[str, ...] = get_args(Scale)
+Side = Annotated[int, Meta(ge=1, le=4096)]
 RESAMPLING = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
               "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
               "box": Image.Resampling.BOX}
@@ -30,40 +36,25 @@ INPUT_RANGES = {"unit": (0.0, 1.0), "tf": (-1.0, 1.0), "raw": (0.0, 255.0),
                 "torch": (-2.2, 2.7), "caffe": (-124.0, 152.0)}
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """How a model wants its pixels: see README "model.yaml" for each key."""
+class Preprocessing(Struct, frozen=True, forbid_unknown_fields=True):
+    """How a model wants its pixels, as model.yaml `preprocessing` declares it: see README "model.yaml"."""
 
-    resize: str = "stretch"
-    resample: str = "bilinear"
-    scale: str = "unit"
+    resize: Resize = "stretch"
+    resample: Resample = "bilinear"
+    scale: Scale = "unit"
     invert: bool = False
     autocontrast: bool = False
-    size: tuple[int, int] | None = None  # (height, width) for models whose input size is unknown
+    # (height, width) for models whose input size is unknown
+    size: Annotated[tuple[Side, Side] | None,
+                    rule("preprocessing.size must be [height, width] in pixels (1..4096)")] = None
 
     @classmethod
-    def from_dict(cls, raw: dict | None) -> Preprocessing:
-        raw = dict(raw or {})
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown preprocessing keys: {sorted(unknown)}")
-        if raw.get("size") is not None:
-            size = raw["size"]
-            if (not isinstance(size, (list, tuple)) or len(size) != 2
-                    or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in size)):
-                raise ValueError(f"preprocessing.size must be [height, width] in pixels (1..4096), not {size!r}")
-            raw["size"] = (size[0], size[1])
-        p = cls(**raw)
-        for key, allowed in (("resize", RESIZE_MODES), ("scale", SCALES), ("resample", tuple(RESAMPLING))):
-            if getattr(p, key) not in allowed:
-                raise ValueError(f"preprocessing.{key} must be one of {list(allowed)}, not {getattr(p, key)!r}")
-        for key in ("invert", "autocontrast"):
-            if not isinstance(getattr(p, key), bool):
-                raise ValueError(f"preprocessing.{key} must be true or false")
-        return p
+    def from_dict(cls, raw: dict[str, Any] | None) -> Preprocessing:
+        """model.yaml's `preprocessing` mapping, validated (ValueError naming the key and the rule)."""
+        return convert(raw or {}, cls, root="preprocessing")
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        d = structs.asdict(self)
         d["size"] = list(self.size) if self.size else None
         return d
 

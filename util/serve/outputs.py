@@ -7,9 +7,11 @@ raw outputs into per-label scores through `Outputs.scores`, never by guessing pe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+Kind = Literal["softmax", "logits", "binary", "binary_logits", "multilabel", "multilabel_logits"]  # KINDS' keys
 # kind -> what the raw outputs are
 KINDS = {
     "softmax": "class probabilities (softmax): served as they are",

@@ -6,8 +6,10 @@ the server uses, so what was checked is what is served.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
+
+from msgspec import structs
 
 from util.errors import ModelLoadError
 from util.serve.image import Preprocessing
@@ -76,7 +78,7 @@ def _plan(spec: ModelSpec, facts: dict[str, Any]) -> Plan:
             warnings.append(f"the model scales its own pixels ({in_model}) and {METADATA} sets scale: "
                             f"{preprocessing.scale}, so pixels are scaled twice; remove `scale` unless intended")
     elif in_model:
-        preprocessing, scale_from = replace(preprocessing, scale="raw"), f"model ({in_model})"
+        preprocessing, scale_from = structs.replace(preprocessing, scale="raw"), f"model ({in_model})"
     elif spec.format == "tflite":
         scale_from = ("default: a .tflite cannot show whether it scales its own pixels (the converter folds "
                       f"that into the first layer); set preprocessing.scale in {METADATA} if it does")

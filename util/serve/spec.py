@@ -11,25 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from util.errors import ModelLoadError
 from util.serve.image import Preprocessing
-from util.serve.outputs import KINDS
+from util.serve.metadata import METADATA, read_metadata
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ARCHITECTURE = "model.json"
 LABELS = "labels.txt"
-METADATA = "model.yaml"
 ARTIFACT = "model.tflite"
 MANIFEST = "model.tflite.json"
 SAMPLES = "samples"
 SAVED_MODEL = "saved_model.pb"
-POLICY_KEYS = {"versions", "default_version"}  # in <name>/model.yaml (the version's own for an unversioned model)
-METADATA_KEYS = {"title", "description", "preprocessing", "batching", "output", "threshold", "quantize",
-                 "quantize_min_agreement"} | POLICY_KEYS
-QUANTIZE = ("none", "float16", "int8")
-BATCHING_KEYS = {"max_batch_size": (int, 1), "max_batch_delay_ms": (float, 0)}  # key -> (type, minimum)
 # Save format -> how people make it; the README's "Bring your model" table mirrors this.
 FORMATS = {
     "json": "model.to_json() + save_weights(): model.json and a weights .h5",
@@ -118,38 +110,6 @@ def version_dir(model_dir: Path, version: int | None = None) -> tuple[int, Path]
     return number, versions[number]
 
 
-@dataclass(frozen=True)
-class VersionPolicy:
-    """Which versions of a model to serve (`versions: latest | all | [1, 2]`) and the default one."""
-
-    versions: str | tuple[int, ...] = "latest"
-    default_version: int | None = None
-
-    def wanted(self, available: list[int]) -> list[int]:
-        """The versions to serve out of those on disk, ascending."""
-        if self.versions == "latest":
-            return available[-1:]
-        if self.versions == "all":
-            return list(available)
-        return [v for v in available if v in self.versions]
-
-
-def read_policy(model_dir: Path) -> VersionPolicy:
-    """`versions` and `default_version` from <name>/model.yaml."""
-    meta = read_metadata(model_dir)
-    versions = meta.get("versions", "latest")
-    if isinstance(versions, list) and versions and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in versions):
-        versions = tuple(sorted(set(versions)))
-    elif versions not in ("latest", "all"):
-        raise ModelLoadError(model_dir, f"{METADATA}: versions must be latest, all or a list of version numbers, "
-                                        f"not {versions!r}")
-    default = meta.get("default_version")
-    if default is not None and (isinstance(default, bool) or not isinstance(default, int)):
-        raise ModelLoadError(model_dir, f"{METADATA}: default_version must be a version number, not {default!r}")
-    return VersionPolicy(versions, default)
-
-
 def detect_format(path: Path) -> tuple[str, Path, Path | None]:
     """(format, source, weights) from the files present; two candidate formats are an error."""
     files = [p for p in sorted(path.iterdir()) if not p.name.startswith(".")]
@@ -223,36 +183,15 @@ def read_spec(model_dir: Path, version: int | None = None, name: str | None = No
         except (ValueError, UnicodeDecodeError) as exc:
             raise ModelLoadError(path, f"{ARCHITECTURE} is not valid JSON: {exc}") from None
     labels = read_labels(path)
-    meta = read_metadata(path)
-    raw = meta.get("preprocessing") or {}
-    try:
-        preprocessing = Preprocessing.from_dict(raw)
-    except (TypeError, ValueError) as exc:
-        raise ModelLoadError(path, f"{METADATA}: {exc}") from None
-    batching = meta.get("batching") or {}
-    if not isinstance(batching, dict) or not all(
-            k in BATCHING_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= BATCHING_KEYS[k][1]
-            for k, v in batching.items()):
-        raise ModelLoadError(path, f"{METADATA}: batching takes max_batch_size (>= 1) and max_batch_delay_ms (>= 0)")
-    output = meta.get("output")
-    if output is not None and output not in KINDS:
-        raise ModelLoadError(path, f"{METADATA}: output must be one of {list(KINDS)}, not {output!r}")
-    threshold = meta.get("threshold", 0.5)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise ModelLoadError(path, f"{METADATA}: threshold must be a number from 0 to 1, not {threshold!r}")
-    quantize = meta.get("quantize", "none")
-    if quantize not in QUANTIZE:
-        raise ModelLoadError(path, f"{METADATA}: quantize must be one of {list(QUANTIZE)}, not {quantize!r}")
-    agreement = meta.get("quantize_min_agreement", 0.99)
-    if isinstance(agreement, bool) or not isinstance(agreement, (int, float)) or not 0 <= agreement <= 1:
-        raise ModelLoadError(path, f"{METADATA}: quantize_min_agreement must be from 0 to 1, not {agreement!r}")
+    meta, raw = read_metadata(path)
+    preprocessing = meta.preprocessing or Preprocessing()
     return ModelSpec(
         name=name, version=version, published=published is not None, path=path, format=kind, source=source,
         weights=weights,
-        labels=labels, title=str(meta.get("title") or name),
-        description=str(meta.get("description") or ""), preprocessing=preprocessing, explicit=frozenset(raw),
-        batching={k: BATCHING_KEYS[k][0](v) for k, v in batching.items()}, output=output,
-        threshold=float(threshold), quantize=quantize, quantize_min_agreement=float(agreement))
+        labels=labels, title=meta.title or name, description=meta.description or "", preprocessing=preprocessing,
+        explicit=frozenset(raw.get("preprocessing") or {}), batching=meta.batching.given() if meta.batching else {},
+        output=meta.output, threshold=meta.threshold, quantize=meta.quantize,
+        quantize_min_agreement=meta.quantize_min_agreement)
 
 
 def read_labels(path: Path) -> tuple[str, ...]:
@@ -263,19 +202,3 @@ def read_labels(path: Path) -> tuple[str, ...]:
     if not labels:
         raise ModelLoadError(path, f"{LABELS} is empty")
     return labels
-
-
-def read_metadata(path: Path) -> dict[str, Any]:
-    file = path / METADATA
-    if not file.is_file():
-        return {}
-    try:
-        meta = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ModelLoadError(path, f"{METADATA} is not valid YAML: {exc}") from None
-    if not isinstance(meta, dict):
-        raise ModelLoadError(path, f"{METADATA} must be a mapping")
-    unknown = set(meta) - METADATA_KEYS
-    if unknown:
-        raise ModelLoadError(path, f"{METADATA} has unknown keys {sorted(unknown)}; known: {sorted(METADATA_KEYS)}")
-    return meta

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from util.errors import ModelLoadError, VersionNotFound
-from util.serve.spec import METADATA, VersionPolicy, read_policy, read_spec, version_dirs
+from util.serve.metadata import METADATA, VersionPolicy, read_policy
+from util.serve.spec import read_spec, version_dirs
 
 log = logging.getLogger(__name__)
 Signature = tuple[tuple[str, int, int], ...]

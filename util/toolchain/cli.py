@@ -11,7 +11,8 @@ import click
 from util.config import load_settings
 from util.errors import ModelLoadError
 from util.serve.artifacts import artifact_status
-from util.serve.spec import ModelSpec, model_dirs, read_policy, read_spec, version_dirs
+from util.serve.metadata import read_policy
+from util.serve.spec import ModelSpec, model_dirs, read_spec, version_dirs
 
 
 def _models_dir(explicit: str | None) -> Path:
