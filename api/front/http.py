@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 
 import httptools
 
 from api.front import balance
-from api.front.wsgi import Request, WSGIApp, call, environ
+from api.front.wsgi import Answer, Request, WSGIApp, call, environ
 from util import logs
 from util.errors import MalformedRequest, PayloadTooLarge, RequestTimeout, ServiceError
 
@@ -162,17 +164,18 @@ class Connection(asyncio.Protocol):
         item = self.pending.popleft()
         if isinstance(item, Refusal):
             return self.answer_error(item.error, item.request)
-        self.answering = True
-        self.loop.create_task(self.answer(item))
-
-    async def answer(self, request: Request) -> None:
         try:
-            env = environ(request)
+            env = environ(item)
         except httptools.HttpParserInvalidURLError:
-            self.answering = False
-            return self.answer_error(MalformedRequest(f"malformed request target: {request.target[:200]!r}"), request)
-        status, reason, headers, body = await self.loop.run_in_executor(self.front.executor, call, self.front.app, env)
+            return self.answer_error(MalformedRequest(f"malformed request target: {item.target[:200]!r}"), item)
+        self.answering = True
+        # A done-callback rather than a task per request: the answer is written as soon as the thread returns.
+        answer = self.loop.run_in_executor(self.front.executor, call, self.front.app, env)
+        answer.add_done_callback(partial(self.answered, item))
+
+    def answered(self, request: Request, answer: asyncio.Future[Answer]) -> None:
         self.answering = False
+        status, reason, headers, body = answer.result()  # call() turns the app's failures into a 500 itself
         keep_alive = request.keep_alive and not self.front.draining and not (self.last and not self.pending) and \
             all(value.lower() != b"close" for key, value in headers if key == b"connection")
         self.write(status, reason, headers, b"" if request.method == "HEAD" else body, len(body), keep_alive)
@@ -211,7 +214,7 @@ class Connection(asyncio.Protocol):
         head = [b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("latin-1"))]
         head += [name + b": " + value + b"\r\n" for name, value in headers
                  if name not in (b"content-length", b"connection", b"date")]
-        head.append(b"date: %s\r\ncontent-length: %d\r\n" % (formatdate(usegmt=True).encode(), length))
+        head.append(b"date: %s\r\ncontent-length: %d\r\n" % (http_date(), length))
         head.append(b"connection: keep-alive\r\n\r\n" if keep_alive else b"connection: close\r\n\r\n")
         transport.write(b"".join(head) + body)
         if not keep_alive:
@@ -263,6 +266,18 @@ class Refusal:
 
     error: ServiceError
     request: Request | None
+
+
+_date: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The Date header's value, formatted once per second."""
+    global _date
+    now = int(time.time())
+    if now != _date[0]:
+        _date = (now, formatdate(now, usegmt=True).encode())
+    return _date[1]
 
 
 def address(value: Any) -> tuple[str, int]:

@@ -21,6 +21,7 @@ from util.errors import ServiceError
 log = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Headers = list[tuple[bytes, bytes]]
+Answer = tuple[int, str, Headers, bytes]  # status, reason, headers, body
 
 
 @dataclass
@@ -67,7 +68,7 @@ def environ(request: Request) -> dict[str, Any]:
     return env
 
 
-def call(app: WSGIApp, env: dict[str, Any]) -> tuple[int, str, Headers, bytes]:
+def call(app: WSGIApp, env: dict[str, Any]) -> Answer:
     """Run the WSGI app: (status, reason, headers, body). Anything it lets escape is a logged JSON 500."""
     started: list[Any] = []
     written: list[bytes] = []
