@@ -49,8 +49,8 @@ class ModelGroup:
         self.failures: dict[int, str] = {}  # version -> why it is not served
         self.error: str | None = None  # why the model directory itself cannot be read (model.yaml)
         self.pending: dict[int, str] = {}  # versions the store holds but does not offer yet (unpublished)
-        self._loaded: dict[int, Signature] = {}  # what each served version was loaded from
-        self._failed: dict[int, Signature] = {}  # what each failure was seen on (logged once per change)
+        self.loaded_from: dict[int, Signature] = {}  # what each served version was loaded from
+        self.failed_on: dict[int, Signature] = {}  # what each failure was seen on (logged once per change)
 
     def default(self) -> Any:
         """The version answering `/<name>/prediction`: default_version if served, else the highest."""
@@ -99,7 +99,7 @@ def refresh_group(group: ModelGroup, make: Callable[[Any], Any]) -> None:
     served = dict(group.versions)
     for version in sorted(wanted, reverse=True):  # newest first: with `latest`, one version is wanted
         seen = signature(on_disk[version], group.dir)
-        if group._loaded.get(version) == seen or group._failed.get(version) == seen:
+        if group.loaded_from.get(version) == seen or group.failed_on.get(version) == seen:
             continue  # unchanged since it loaded, or since it failed
         _make(group, version, on_disk[version], make, served, seen)
     keep = set(wanted) & set(served)
@@ -108,19 +108,19 @@ def refresh_group(group: ModelGroup, make: Callable[[Any], Any]) -> None:
     if not keep:  # nothing serves at all: the newest older version that can
         for version in sorted(set(on_disk) - set(wanted), reverse=True):
             seen = signature(on_disk[version], group.dir)
-            if group._failed.get(version) != seen and _make(group, version, on_disk[version], make, served, seen):
+            if group.failed_on.get(version) != seen and _make(group, version, on_disk[version], make, served, seen):
                 keep = {version}
                 log.warning("model %s: serving v%d, the newest version that loads", group.name, version)
                 break
     served = {v: m for v, m in sorted(served.items()) if v in keep}
     dropped = [m for v, m in group.versions.items() if served.get(v) is not m]
     group.versions = served
-    for gone in set(group._loaded) - set(served):
-        group._loaded.pop(gone)
+    for gone in set(group.loaded_from) - set(served):
+        group.loaded_from.pop(gone)
     for version in list(group.failures):  # forgotten: gone, or no longer wanted while a wanted one serves
         if version not in on_disk or (version not in wanted and set(wanted) & set(served)):
             group.failures.pop(version)
-            group._failed.pop(version, None)
+            group.failed_on.pop(version, None)
     for model in dropped:
         model.close()  # requests still holding it finish on it; a batcher answers what it queued
 
@@ -134,9 +134,9 @@ def _make(group: ModelGroup, version: int, path: Path, make: Callable[[Any], Any
         _failed(group, version, str(exc), seen)
         return False
     # Compiling may have written the artifact: remember the files as they are after loading.
-    group._loaded[version] = signature(path, group.dir)
+    group.loaded_from[version] = signature(path, group.dir)
     group.failures.pop(version, None)
-    group._failed.pop(version, None)
+    group.failed_on.pop(version, None)
     return True
 
 
@@ -152,10 +152,10 @@ def load_group(group: ModelGroup, make: Callable[[Any], Any]) -> None:
             model.load()
         except Exception as exc:
             group.versions = {v: m for v, m in group.versions.items() if v != version}
-            group._loaded.pop(version, None)
+            group.loaded_from.pop(version, None)
             _failed(group, version, str(exc), signature(path, group.dir))
             continue
-        group._loaded[version] = signature(path, group.dir)  # loading may have compiled
+        group.loaded_from[version] = signature(path, group.dir)  # loading may have compiled
     if not set(group.versions) & set(group.policy.wanted(list(on_disk))):
         refresh_group(group, make)
 
@@ -164,4 +164,4 @@ def _failed(group: ModelGroup, version: int, message: str, seen: Signature) -> N
     if group.failures.get(version) != message:  # once per failure, not once per poll
         log.error("model %s v%d not loaded, still serving %s: %s", group.name, version,
                   ", ".join(f"v{v}" for v in group.versions) or "nothing", message)
-    group.failures[version], group._failed[version] = message, seen
+    group.failures[version], group.failed_on[version] = message, seen
