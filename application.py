@@ -8,7 +8,7 @@ from typing import Any
 import click
 from flask import Flask
 
-from api import metrics, requestlog
+from api import metrics, requestlog, scheduling
 from api.assemble import create_api
 from api.errors import error_response
 from util import logs
@@ -44,6 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None, registry: Registry | Non
             registry.load_all()
     app.extensions["registry"] = registry
     requestlog.install(app)  # first, so even a request refused by the API key check has its id
+    scheduling.install(app)  # X-Priority, X-Request-Timeout
     create_api(app, registry, __version__)
     metrics.install(app)
     app.cli.add_command(ToolChainCommands("models", help="Compile and inspect the models under MODELS_DIR."))

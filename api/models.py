@@ -10,7 +10,7 @@ from flask_restx import Namespace, Resource, reqparse
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest
 
-from api import bodies, schemas
+from api import bodies, scheduling, schemas
 from api.dataplane import resolve
 from api.protocols import batch_limit
 from util.errors import InvalidParameter, MalformedRequest, MissingImage, ServiceError, UnsupportedMediaType
@@ -168,13 +168,15 @@ class ModelResource(Resource):
         return {"results": results, "model": served.spec.name, "version": served.spec.version}
 
 
-@doc.response(503, "Model not loaded", schemas.ERRORS[503])
+@doc.response(503, "Model not loaded, or the queue is full (queue_full, with Retry-After)", schemas.ERRORS[503])
 @doc.response(500, "Inference failed, or an unexpected error (logged with its traceback)", schemas.ERRORS[500])
 @doc.response(422, "Image larger than MAX_IMAGE_PIXELS", schemas.ERRORS[422])
 @doc.response(415, "Not multipart/form-data, or an image format that is not accepted", schemas.ERRORS[415])
 @doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.ERRORS[413])
 @doc.response(400, "Missing `image` field; empty, corrupt or non-image file; bad `top_k` or `threshold`",
               schemas.ERRORS[400])
+@doc.response(504, "The deadline (X-Request-Timeout, REQUEST_TIMEOUT) passed before inference: not run",
+              schemas.ERRORS[504])
 class Prediction(ModelResource):
     @doc.marshal_with(schemas.prediction, skip_none=True, description="The top labels, best first")
     def post(self) -> dict:
@@ -190,12 +192,14 @@ class VersionPrediction(Prediction):
         return self.predict(version)
 
 
-@doc.response(503, "Model not loaded", schemas.ERRORS[503])
+@doc.response(503, "Model not loaded, or the queue is full (queue_full, with Retry-After)", schemas.ERRORS[503])
 @doc.response(415, "Not multipart/form-data", schemas.ERRORS[415])
 @doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.ERRORS[413])
 @doc.response(422, "No image is readable and the first is larger than MAX_IMAGE_PIXELS", schemas.ERRORS[422])
 @doc.response(400, "No `images` file, more than MAX_BATCH_IMAGES, a bad `top_k`, or no readable image (the first "
               "one's reason)", schemas.ERRORS[400])
+@doc.response(504, "The deadline (X-Request-Timeout, REQUEST_TIMEOUT) passed before inference: not run",
+              schemas.ERRORS[504])
 class Predictions(ModelResource):
     @doc.response(200, "One result per image in upload order: a prediction or that image's own error",
                   schemas.batch_prediction)
@@ -241,9 +245,10 @@ def make_namespace(group: ModelGroup, security: list[str] | None = None) -> Name
     parser = parser_for(served)
     # Resources are shared, so operation ids (unique in Swagger 2.0) and the parser are set per model.
     secured = {"security": security} if security else {}
+    posted = {"params": scheduling.PARAMETERS, **secured}  # X-Priority, X-Request-Timeout
     kwargs = {"group": group}
     ns.add_resource(Prediction, "/prediction", resource_class_kwargs=kwargs,
-                    route_doc={"post": {"id": f"predict_{spec.name}", "expect": [parser], **secured}})
+                    route_doc={"post": {"id": f"predict_{spec.name}", "expect": [parser], **posted}})
     # Swagger 2.0 has no array of files: the spec shows one `images` file field (send it repeatedly);
     # the Swagger UI's plugin (api/web/static/swagger-batch.js) lets that field take several files.
     batch = parser_for(served, batch=True).copy()
@@ -251,13 +256,13 @@ def make_namespace(group: ModelGroup, security: list[str] | None = None) -> Name
                            help="Images: repeat the field, up to MAX_BATCH_IMAGES (in the Swagger UI, choose "
                                 "several files at once)")
     ns.add_resource(Predictions, "/predictions", resource_class_kwargs=kwargs,
-                    route_doc={"post": {"id": f"predict_many_{spec.name}", "expect": [batch], **secured}})
+                    route_doc={"post": {"id": f"predict_many_{spec.name}", "expect": [batch], **posted}})
     ns.add_resource(VersionPredictions, "/versions/<int:version>/predictions", resource_class_kwargs=kwargs,
-                    route_doc={"post": {"id": f"predict_many_{spec.name}_version", "expect": [batch], **secured}})
+                    route_doc={"post": {"id": f"predict_many_{spec.name}_version", "expect": [batch], **posted}})
     ns.add_resource(Metadata, "/", resource_class_kwargs=kwargs,
                     route_doc={"get": {"id": f"describe_{spec.name}", **secured}})
     ns.add_resource(VersionPrediction, "/versions/<int:version>/prediction", resource_class_kwargs=kwargs,
-                    route_doc={"post": {"id": f"predict_{spec.name}_version", "expect": [parser], **secured}})
+                    route_doc={"post": {"id": f"predict_{spec.name}_version", "expect": [parser], **posted}})
     ns.add_resource(VersionMetadata, "/versions/<int:version>/", resource_class_kwargs=kwargs,
                     route_doc={"get": {"id": f"describe_{spec.name}_version", **secured}})
     return ns

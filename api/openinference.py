@@ -16,7 +16,7 @@ import numpy as np
 from flask import Response, request
 from flask_restx import Namespace
 
-from api import schemas
+from api import scheduling, schemas
 from api.dataplane import model_group, registry, resolve
 from api.protocols import ErrorFieldResource, batch_limit, decode_base64
 from util.errors import InvalidParameter
@@ -26,7 +26,7 @@ from util.serve.served import ServedModel
 ns = Namespace("open-inference-v2", path="/v2",
                description="Open Inference Protocol (V2) as KServe and Triton speak it, with the classification "
                            "and binary tensor data extensions. Errors are `{\"error\": \"...\"}`.")
-schemas.add_models(ns, schemas.v2_error, schemas.v2_input, schemas.v2_request)
+schemas.add_models(ns, schemas.v2_error, schemas.v2_input, schemas.v2_output, schemas.v2_request)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["classification", "binary_tensor_data"]
 
@@ -119,6 +119,8 @@ def output_tensor(model: ServedModel, scores: np.ndarray, wanted: V2Output) -> t
 def infer(name: str, version: str | None) -> Any:
     model = resolve(name, version)
     body, blobs = read_request()
+    if body.parameters is not None:
+        scheduling.admit_v2(body.parameters.priority, body.parameters.timeout)
     scores = model.scores(input_rows(model, body.inputs[0], blobs))
     all_binary = body.parameters.binary_data_output if body.parameters else False
     answer: dict[str, Any] = {"model_name": model.spec.name, "model_version": str(model.spec.version),
@@ -205,6 +207,10 @@ class V2ModelVersionReady(V2ModelReady):
 class V2Infer(ErrorFieldResource):
     @ns.expect(schemas.v2_request)
     @ns.response(200, "model_name, model_version, outputs (JSON, or a JSON header and binary data)")
+    @ns.response(503, "Model not loaded, or the queue is full (Retry-After)", schemas.v2_error)
+    @ns.response(504, "The deadline (parameters.timeout, X-Request-Timeout) passed before inference: not run",
+                 schemas.v2_error)
+    @ns.doc(params=scheduling.PARAMETERS)
     def post(self, name: str, version: str | None = None) -> Any:
         """Inference: `image` BYTES or `tensor` FP32 in; `scores` (or its classification) out, JSON or binary."""
         return infer(name, version)

@@ -7,6 +7,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from util import logs, metrics
+from util.serve import scheduling
 
 HEADER = "X-Request-ID"
 
@@ -30,9 +31,11 @@ def install(app: Flask) -> None:
         model = g.get("model") or ""
         metrics.REQUESTS.labels(model, route, str(response.status_code)).inc()
         metrics.REQUEST_SECONDS.labels(model, route).observe(seconds)
+        ticket = scheduling.current.get()  # set for predictions (api/scheduling.py)
         logs.log_access(request.method, request.path, response.status_code, response.headers[HEADER],
                         duration_ms=round(seconds * 1000, 2), model=g.get("model"), version=g.get("version"),
-                        bytes_in=request.content_length or 0)
+                        bytes_in=request.content_length or 0,
+                        priority=scheduling.NAMES.get(ticket.priority) if ticket else None)
         return response
 
     @app.teardown_request

@@ -15,7 +15,9 @@ ERROR_EXAMPLES = {
     415: ("unsupported_media_type", "send the image as multipart/form-data, field `image`"),
     422: ("image_too_large", "the image has 48000000 pixels; the limit is MAX_IMAGE_PIXELS (40000000)"),
     500: ("internal_error", "unexpected error; it is logged with request id 4f1c..."),
-    503: ("model_load_failed", "cannot load model from saved_models/digits: model.tflite is stale ..."),
+    503: ("queue_full", "the queue is full: 64 predictions already wait in this worker (MAX_QUEUE); retry after the "
+                        "Retry-After seconds"),
+    504: ("deadline_exceeded", "the request's deadline passed while it waited for an inference lane; it was not run"),
 }
 
 
@@ -176,6 +178,10 @@ v2_input = Model("V2Input", {
                                  "binary extension"),
     "parameters": fields.Raw(description="binary_data_size: n bytes of this input after the JSON header"),
 })
+v2_output = Model("V2RequestedOutput", {
+    "name": fields.String(required=True, enum=["scores"], description="the one output"),
+    "parameters": fields.Raw(description="classification: k (the top k as \"score:index:label\"); binary_data: true"),
+})
 v2_request = Model("V2InferenceRequest", {
     "id": fields.String(description="Echoed in the answer"),
     # What the server enforces, so that no schema-valid request is refused for a reason the spec hides.
@@ -184,9 +190,11 @@ v2_request = Model("V2InferenceRequest", {
                           "\"data\": [\"<base64 image>\", ...]} or {\"name\": \"tensor\", \"datatype\": \"FP32\", "
                           "\"shape\": [N, H, W, C], \"data\": [...]}; with the binary extension, \"parameters\": "
                           "{\"binary_data_size\": n} and the data after the JSON (Inference-Header-Content-Length)"),
-    "outputs": fields.List(AnyValue, description="[{\"name\": \"scores\", \"parameters\": {\"classification\": k, "
-                           "\"binary_data\": true}}]"),
-    "parameters": fields.Raw(description="binary_data_output: every output as binary data"),
+    "outputs": fields.List(fields.Nested(v2_output), description="[{\"name\": \"scores\", \"parameters\": "
+                           "{\"classification\": k, \"binary_data\": true}}]"),
+    "parameters": fields.Raw(description="binary_data_output: every output as binary data; priority (Triton's: 1 "
+                                         "highest, 2 normal, 3 low, 0 the default); timeout in microseconds "
+                                         "(past it before inference: 504, not run)"),
 })
 
 batch_prediction = Model("BatchPrediction", {

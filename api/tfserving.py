@@ -14,7 +14,7 @@ import numpy as np
 from flask import request
 from flask_restx import Namespace
 
-from api import schemas
+from api import scheduling, schemas
 from api.dataplane import model_group, resolve
 from api.protocols import ErrorFieldResource, batch_limit, decode_base64
 from util.errors import InvalidParameter, NotFound
@@ -143,6 +143,9 @@ class Model(ErrorFieldResource):
     @ns.response(200, "`{\"predictions\": [[scores...]]}` (predict) or `{\"result\": [[[label, score]...]]}` "
                       "(classify)", schemas.tf_answer)
     @ns.response(400, "Bad instances or examples: `{\"error\": \"...\"}`", schemas.tf_error)
+    @ns.response(503, "Model not loaded, or the queue is full (Retry-After)", schemas.tf_error)
+    @ns.response(504, "The deadline passed before inference: not run", schemas.tf_error)
+    @ns.doc(params=scheduling.PARAMETERS)
     def post(self, target: str) -> dict:
         """Predict or classify with the default version: POST /v1/models/<m>:predict or :classify."""
         name, verb = split_verb(target)
@@ -161,6 +164,9 @@ class Version(ErrorFieldResource):
     @ns.expect(schemas.tf_request)
     @ns.response(200, "As for the default version", schemas.tf_answer)
     @ns.response(400, "Bad instances or examples: `{\"error\": \"...\"}`", schemas.tf_error)
+    @ns.response(503, "Model not loaded, or the queue is full (Retry-After)", schemas.tf_error)
+    @ns.response(504, "The deadline passed before inference: not run", schemas.tf_error)
+    @ns.doc(params=scheduling.PARAMETERS)
     def post(self, name: str, target: str) -> dict:
         """Predict or classify with one version: POST /v1/models/<m>/versions/<v>:predict or :classify."""
         version, verb = split_verb(target)

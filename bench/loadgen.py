@@ -129,8 +129,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--body", choices=("native", "batch4", "v2"), default="native",
                         help="one image per multipart request, four `images` per request, or V2 JSON")
+    parser.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
+                        help="added to every request, e.g. X-Priority:low (repeatable)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.url, args.images, args.concurrency, args.duration, args.warmup, args.body))))
+    if any(":" not in h for h in args.header):
+        parser.error("--header takes NAME:VALUE")
+    headers = dict((k.strip(), v.strip()) for k, v in (h.split(":", 1) for h in args.header))
+    print(json.dumps(asyncio.run(run(args.url, args.images, args.concurrency, args.duration, args.warmup, args.body,
+                                     headers))))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 (a) in-process limit, (b) this server under load (float32 and int8), (c) the seed-style naive
 server, (d) the HTTP floor, (e) start-up, (f) LitServe and BentoML on the same artifact; plus
-process-model variants, front ends and the soak. `--smoke` runs the same code with a tiny model
-and tiny durations (used by the test suite so this cannot rot).
+process-model variants, front ends, priorities and deadlines, and the soak. `--smoke` runs the same
+code with a tiny model and tiny durations (used by the test suite so this cannot rot).
 """
 from __future__ import annotations
 
@@ -19,18 +19,20 @@ from pathlib import Path
 
 import requests
 
-from bench import assets, chart, explanations, fronts, report, soak
+from bench import assets, chart, explanations, fronts, priority, report, soak
 from bench.report import MOBILENET, MOBILENET_INT8
 from bench.servers import ROOT, serve
 
 FULL = {"size": 224, "train": 200, "samples": 30, "concurrency": (1, 4, 16, 64), "duration": 8.0, "warmup": 2.0,
         "limit_seconds": 5.0, "photos": 16, "digits": 64, "variant_concurrency": (1, 4, 16), "slow": 64,
         "soak_seconds": 600.0, "soak_warmup": 30.0, "front_rounds": 3, "front_concurrency": (1, 16, 64),
-        "explain_rounds": 2}
+        "explain_rounds": 2, "priority_rounds": 3, "priority_margin": 1.0, "version_requests": (10, 10, 30),
+        "model_poll": 1.0, "deadline_s": 0.005}
 SMOKE = {"size": 32, "train": 20, "samples": 20, "concurrency": (1, 4), "duration": 0.5, "warmup": 0.2,
          "limit_seconds": 0.3, "photos": 2, "digits": 4, "variant_concurrency": (1,), "slow": 4,
          "soak_seconds": 2.0, "soak_warmup": 0.5, "front_rounds": 1, "front_concurrency": (1, 4),
-         "explain_rounds": 1}
+         "explain_rounds": 1, "priority_rounds": 1, "priority_margin": 0.2, "version_requests": (3, 2, 5),
+         "model_poll": 1.0, "deadline_s": 0.0001}  # the tiny model rarely queues 5 ms: 0.1 ms still sheds
 # (processes, interpreter threads, batch size) for the in-process limit
 LIMIT_CONFIGS = [(1, 2, 1), (1, 2, 2), (1, 2, 4), (1, 2, 8), (1, 1, 1), (2, 1, 1), (2, 1, 2), (2, 1, 4)]
 # Peers on the same compiled .tflite (bench/peers/, own venv): the command, with {python} and {port}
@@ -176,9 +178,15 @@ def run_fronts(work: Path, fp32: Path, images: list[Path], cfg: dict, args: argp
     return fronts.run(drive, work / "models", fp32, images, cfg, args.peers_python, args.front_before, PEERS)
 
 
+def run_priority(models: Path, photos: list[Path], cfg: dict) -> dict:
+    """bench/priority.py: an interactive client among 12 low ones, with and without priority; deadlines; and the
+    first requests to a newly loaded version."""
+    return priority.run(models, photos, cfg)
+
+
 def only(args: argparse.Namespace, cfg: dict) -> None:
-    """Run one section again (`speed`, `protocols`, `explanations`, `soak` or `fronts`) into an existing
-    RESULTS.json / RESULTS.md."""
+    """Run one section again (`speed`, `protocols`, `explanations`, `soak`, `fronts` or `priority`) into an
+    existing RESULTS.json / RESULTS.md."""
     results = json.loads(args.output.with_suffix(".json").read_text())
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -199,6 +207,8 @@ def only(args: argparse.Namespace, cfg: dict) -> None:
             if args.only == "soak":
                 print(f"[bench] soak: {cfg['soak_seconds']:g} s", flush=True)
                 results["soak"] = run_soak(work / "models", photos, cfg)
+            elif args.only == "priority":
+                results.update(priority=run_priority(work / "models", photos, cfg), priority_at=when)
             else:
                 fp32 = work / "models" / "mobilenet"  # where build_models made it
                 results.update(fronts=run_fronts(work, fp32, photos, cfg, args), fronts_at=when)
@@ -218,7 +228,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny model and durations, to check the bench runs")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--skip-naive", action="store_true", help="skip the (slow, TensorFlow) naive baseline")
-    parser.add_argument("--only", choices=("speed", "protocols", "explanations", "soak", "fronts"),
+    parser.add_argument("--only", choices=("speed", "protocols", "explanations", "soak", "fronts", "priority"),
                         help="run one section again, into the existing results")
     parser.add_argument("--front-before", metavar="REV",
                         help="also measure this git revision's server in the front-end rounds (same venv)")
@@ -240,6 +250,8 @@ def main() -> None:
             results["variants"][label] = drive({"MODELS_DIR": str(models), **env}, "/mobilenet/prediction", photos,
                                                cfg["variant_concurrency"], cfg)
         results["fronts"] = run_fronts(work, models / "mobilenet", photos, cfg, args)
+        print("[bench] priorities and deadlines", flush=True)
+        results["priority"] = run_priority(models, photos, cfg)
         print(f"[bench] soak: {cfg['soak_seconds']:g} s", flush=True)
         results["soak"] = run_soak(models, photos, cfg)
     write(args.output, results)

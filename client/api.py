@@ -70,21 +70,29 @@ def guess_content_type(filename: str, data: bytes) -> str:
     return mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 
+PRIORITIES = ("high", "normal", "low")
+
+
 class PredictionClient:
     """`PredictionClient("http://127.0.0.1:5000", "digits").predict(png_bytes, "seven.png")`.
 
     Retries connection errors, timeouts and 429/502/503/504 up to `retries` times, sleeping
-    `backoff * 2**n` seconds (at most `max_backoff`, or the server's Retry-After). Thread-safe:
-    each thread gets its own requests session.
+    `backoff * 2**n` seconds (at most `max_backoff`, or the server's Retry-After). `priority`
+    (high, normal, low) is sent as X-Priority. Thread-safe: each thread gets its own requests session.
     """
 
     def __init__(self, base_url: str, model: str = "digits", timeout: float = 30.0, retries: int = 4,
-                 backoff: float = 0.5, max_backoff: float = 10.0, api_key: str | None = None) -> None:
+                 backoff: float = 0.5, max_backoff: float = 10.0, api_key: str | None = None,
+                 priority: str | None = None) -> None:
         self.base_url, self.model, self.timeout = base_url.rstrip("/"), model, timeout
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         # PREDICTION_API_KEY when not given; sent as a bearer token, never logged.
         key = api_key if api_key is not None else os.environ.get("PREDICTION_API_KEY", "")
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if priority is not None:  # high, normal or low: the server serves people before batch jobs
+            if priority not in PRIORITIES:
+                raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+            self._headers["X-Priority"] = priority
         self._local = threading.local()
 
     @property

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from botocore.exceptions import BotoCoreError
 from tqdm import tqdm
 
-from client.api import PredictionClient, PredictionError
+from client.api import PRIORITIES, PredictionClient, PredictionError
 from client.s3 import (
     S3Error,
     is_image_key,
@@ -58,9 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("predict", parents=[common], help="classify S3 references or local files")
     one.add_argument("refs", nargs="+", metavar="REF", help="s3://bucket/key, an S3 URL, a bare key or a file")
+    one.add_argument("--priority", choices=PRIORITIES, default="normal",
+                     help="X-Priority of the requests (default %(default)s)")
     many = commands.add_parser("predict-prefix", parents=[common], help="classify every image under a prefix")
     many.add_argument("prefix", metavar="s3://bucket/prefix/")
     many.add_argument("--concurrency", type=int, default=4, help="parallel requests (default %(default)s)")
+    # A whole bucket is batch work: people using the same server (Swagger, the demo page) go first.
+    many.add_argument("--priority", choices=PRIORITIES, default="low",
+                      help="X-Priority of the requests (default %(default)s: interactive users go first)")
     # 8 images per request: 1.35x the images/s of one per request (4 images: 1.28x), bench/client_batches.py
     many.add_argument("--batch-size", type=int, default=8,
                       help="images per request (POST /<model>/predictions when above 1; default %(default)s)")
@@ -72,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_client(args: argparse.Namespace) -> PredictionClient:
     return PredictionClient(args.api_url, args.model, timeout=args.timeout, retries=args.retries,
-                            backoff=args.backoff)
+                            backoff=args.backoff, priority=args.priority)
 
 
 def error_text(error: Exception) -> str:

@@ -39,7 +39,9 @@ def test_spec_is_valid_swagger_2_with_a_namespace_per_model(client) -> None:
     assert shades["top_k"]["maximum"] == 2
     assert "threshold" not in params  # declared for multi-label models only
     documented = set(predict["responses"])
-    assert documented == {"200", "400", "413", "415", "422", "500", "503"}
+    assert documented == {"200", "400", "413", "415", "422", "500", "503", "504"}
+    assert params["X-Priority"]["in"] == "header" and params["X-Priority"]["enum"] == ["high", "normal", "low"]
+    assert params["X-Request-Timeout"]["in"] == "header" and params["X-Request-Timeout"]["type"] == "number"
     for code, response in predict["responses"].items():
         ref = response["schema"]["$ref"]
         assert ref == ("#/definitions/Prediction" if code == "200" else f"#/definitions/Error{code}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.priority import statuses
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -25,7 +26,8 @@ def test_bench_smoke_run_writes_every_section(tmp_path: Path) -> None:
                     "(d) HTTP floor", "(f) peers", "(g) other routes", "Open Inference V2",
                     "(h) explanations", "Not run: no peers venv", "## int8 artifact",
                     "MobileNetV2 int8, 224x224 JPEG", "Process-model variants", "HTTP front ends", "## Soak",
-                    "digits, PNG", "1024x768 JPEG"):
+                    "digits, PNG", "1024x768 JPEG", "(i) priorities and deadlines", "(e) Under the same",
+                    "(f) First"):
         assert heading in text, heading
     results = json.loads(output.with_suffix(".json").read_text())
     for entry in results["sets"].values():
@@ -44,3 +46,15 @@ def test_bench_smoke_run_writes_every_section(tmp_path: Path) -> None:
     soak = results["soak"]
     assert soak["requests"] > 0 and soak["server_errors"] == 0 and not soak["unexpected"]
     assert {"200", "400", "415", "422"} <= set(soak["statuses"])
+    priority = results["priority"]
+    for one in priority["rounds"]:
+        assert one["idle"]["requests"] > 0 and one["capacity"]["requests"] > 0
+        assert one["priority"]["interactive"]["requests"] > 0 and one["no_priority"]["low"]["requests"] > 0
+        deadlines = one["deadlines"]
+        assert deadlines["client"]["requests"] > 0
+        counted = deadlines["metrics"]  # /metrics deltas: every runtime call answered 200, every 504 shed
+        assert counted["runtime_calls"] == counted["answered_200"] > 0
+        assert counted["shed_deadline_front"] + counted["shed_deadline_lane"] == \
+            deadlines["client"]["statuses"].get("504", 0)
+    assert priority["versions"] and all(v["first_ms"] and v["steady_ms"] for v in priority["versions"])
+    assert set(statuses(priority)) <= {"503", "504"}, statuses(priority)  # shed load only: no other error

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -224,3 +225,22 @@ def test_predict_prefix_in_batches_answers_as_one_by_one(live_server: str, s3: A
         assert batched[key]["label"] == one[key]["label"]
         assert abs(batched[key]["confidence"] - one[key]["confidence"]) < 1e-6
     assert len({r["label"] for r in batched.values() if "label" in r}) > 3
+
+
+def test_predict_prefix_sends_low_priority_and_predict_normal(server_factory: Any, s3: Any, bucket: str,
+                                                              digits_split: Any, tmp_path: Path) -> None:
+    from tests.conftest import SERVERS
+
+    _, _, x_test, y_test = digits_split
+    keys = upload_digits(s3, bucket, x_test[:12], y_test[:12], "priority/")
+    with server_factory(LOG_LEVEL="info") as url:  # access lines are logged at info
+        code, _ = run("predict-prefix", f"s3://{bucket}/priority/", "--api-url", url, "--batch-size", "4",
+                      "--output", str(tmp_path / "low.jsonl"), "--no-progress")
+        assert code == 0
+        code, _ = run("predict", f"s3://{bucket}/{next(iter(keys))}", "--api-url", url)
+        assert code == 0
+        text = SERVERS[url].log.read_text(errors="replace")
+    seen = {(route, priority): len(re.findall(rf"POST {route} 200 .*priority={priority}\b", text))
+            for route in ("/digits/predictions", "/digits/prediction") for priority in ("low", "normal")}
+    assert seen == {("/digits/predictions", "low"): 3, ("/digits/predictions", "normal"): 0,
+                    ("/digits/prediction", "low"): 0, ("/digits/prediction", "normal"): 1}, seen

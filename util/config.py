@@ -40,6 +40,11 @@ class Settings(Struct, frozen=True):
                                          ge=1)] = 40_000_000
     MAX_BATCH_IMAGES: Annotated[int, doc("most images in one request (TF Serving instances, V2 batch rows, batch "
                                          "uploads)", ge=1)] = 32
+    REQUEST_TIMEOUT: Annotated[float, doc("seconds a prediction may wait before its inference starts (504 "
+                                          "deadline_exceeded after, never run); 0 = no limit; X-Request-Timeout "
+                                          "sets it per request", ge=0)] = 0.0
+    MAX_QUEUE: Annotated[int, doc("requests a worker holds waiting for a thread; one more is answered 503 "
+                                  "queue_full with Retry-After", ge=1)] = 64
     DEFAULT_TOP_K: Annotated[int, doc("predictions returned when the request gives no top_k", ge=1)] = 5
     INFERENCE_LANES: Annotated[int, doc("inferences a worker runs in parallel, one interpreter each; 0 = cores / "
                                         "workers", ge=0)] = 0

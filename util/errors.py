@@ -92,3 +92,16 @@ class ModelLoadError(ServiceError):
         super().__init__(f"cannot load model from {model_dir}: {reason}")
         self.model_dir = str(model_dir)
         self.reason = reason
+
+
+class QueueFull(ServiceError):
+    """More requests wait for inference than MAX_QUEUE: come back shortly rather than wait ever longer."""
+
+    status, code = 503, "queue_full"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+
+class DeadlineExceeded(ServiceError):
+    """The request's deadline (X-Request-Timeout, REQUEST_TIMEOUT) passed before its inference started."""
+
+    status, code = 504, "deadline_exceeded"

@@ -18,7 +18,6 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from functools import partial
 from http import HTTPStatus
 from typing import Any
@@ -26,9 +25,11 @@ from typing import Any
 import httptools
 
 from api.front import balance
-from api.front.wsgi import Answer, Request, WSGIApp, call, environ
+from api.front.queue import Dispatcher, Job, ticket
+from api.front.wsgi import Answer, Request, WSGIApp, address, call, environ, http_date
 from util import logs
 from util.errors import MalformedRequest, PayloadTooLarge, RequestTimeout, ServiceError
+from util.serve.scheduling import RECEIVED
 
 MAX_HEADER_BYTES = 64 * 1024  # request line and headers together; llhttp itself sets no limit
 MAX_PIPELINED = 8  # complete requests queued on one connection before reading pauses
@@ -43,6 +44,8 @@ class Front:
     max_body: int
     body_timeout: float
     keepalive: float
+    dispatcher: Dispatcher
+    request_timeout: float = 0.0  # REQUEST_TIMEOUT: 0 = none
     connections: set[Connection] = field(default_factory=set)
     draining: bool = False
 
@@ -110,7 +113,8 @@ class Connection(asyncio.Protocol):
 
     # httptools' callbacks
     def on_message_begin(self) -> None:
-        self.request = Request("", b"", "1.1", [], server=self.server, client=self.client)
+        self.request = Request("", b"", "1.1", [], bytearray(), server=self.server, client=self.client,
+                               received=time.monotonic())
         self.head_bytes = 0
         self.wait(self.front.body_timeout, self.timed_out)  # one timer for the whole request, not one per read
 
@@ -142,7 +146,7 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self.request is None or not self.reading:
             return
-        self.request.body += body
+        self.request.body += body  # a bytearray while it arrives: appending to bytes would copy it each time
         if len(self.request.body) > self.front.max_body:
             self.refuse(self.too_large())
 
@@ -150,6 +154,7 @@ class Connection(asyncio.Protocol):
         if self.request is None or not self.reading:
             return
         self.stop_timer()
+        self.request.body = bytes(self.request.body)
         self.pending.append(self.request)
         self.request = None
         if len(self.pending) > MAX_PIPELINED and self.transport is not None:
@@ -169,13 +174,28 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserInvalidURLError:
             return self.answer_error(MalformedRequest(f"malformed request target: {item.target[:200]!r}"), item)
         self.answering = True
+        priority, deadline = ticket(item, self.front.request_timeout)
+        env[RECEIVED] = item.received  # the app's deadlines count from here too (api/scheduling.py)
+        self.front.dispatcher.submit(Job(priority, deadline, partial(self.start, item, env), partial(self.shed, item)))
+
+    def start(self, request: Request, env: dict[str, Any]) -> None:
+        """A thread is free for this request (api/front/queue.py)."""
         # A done-callback rather than a task per request: the answer is written as soon as the thread returns.
         answer = self.loop.run_in_executor(self.front.executor, call, self.front.app, env)
-        answer.add_done_callback(partial(self.answered, item))
+        answer.add_done_callback(partial(self.answered, request))
 
     def answered(self, request: Request, answer: asyncio.Future[Answer]) -> None:
-        self.answering = False
+        self.front.dispatcher.done()
         status, reason, headers, body = answer.result()  # call() turns the app's failures into a 500 itself
+        self.finish(request, status, reason, headers, body)
+
+    def shed(self, request: Request, error: ServiceError) -> None:
+        """Answer a request without running it (503 queue_full, 504 deadline_exceeded); the connection stays."""
+        self.finish(request, error.status, HTTPStatus(error.status).phrase, *error_answer(error, request))
+
+    def finish(self, request: Request, status: int, reason: str, headers: list[tuple[bytes, bytes]],
+               body: bytes) -> None:
+        self.answering = False
         keep_alive = request.keep_alive and not self.front.draining and not (self.last and not self.pending) and \
             all(value.lower() != b"close" for key, value in headers if key == b"connection")
         self.write(status, reason, headers, b"" if request.method == "HEAD" else body, len(body), keep_alive)
@@ -198,13 +218,8 @@ class Connection(asyncio.Protocol):
         self.next()
 
     def answer_error(self, error: ServiceError, request: Request | None) -> None:
-        body = (json.dumps(error.to_dict()) + "\n").encode()
-        rid = logs.accepted_request_id(request.header(b"x-request-id").decode("latin-1") if request else "")
-        logs.log_access(request.method if request and request.method else "-",
-                        request.target.decode("latin-1")[:200] if request else "-", error.status, rid, error=error.code)
-        self.write(error.status, HTTPStatus(error.status).phrase,
-                   [(b"content-type", b"application/json"), (b"x-request-id", rid.encode())], body, len(body),
-                   keep_alive=False)
+        headers, body = error_answer(error, request)
+        self.write(error.status, HTTPStatus(error.status).phrase, headers, body, len(body), keep_alive=False)
 
     def write(self, status: int, reason: str, headers: list[tuple[bytes, bytes]], body: bytes, length: int,
               keep_alive: bool) -> None:
@@ -268,18 +283,11 @@ class Refusal:
     request: Request | None
 
 
-_date: tuple[int, bytes] = (0, b"")
-
-
-def http_date() -> bytes:
-    """The Date header's value, formatted once per second."""
-    global _date
-    now = int(time.time())
-    if now != _date[0]:
-        _date = (now, formatdate(now, usegmt=True).encode())
-    return _date[1]
-
-
-def address(value: Any) -> tuple[str, int]:
-    """(host, port) of a socket address; ("", 0) for a Unix socket."""
-    return (str(value[0]), int(value[1])) if isinstance(value, tuple) else ("", 0)
+def error_answer(error: ServiceError, request: Request | None) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The service's JSON error (headers, body) for a request answered here, logged like the app's."""
+    body = (json.dumps(error.to_dict()) + "\n").encode()
+    rid = logs.accepted_request_id(request.header(b"x-request-id").decode("latin-1") if request else "")
+    logs.log_access(request.method if request and request.method else "-",
+                    request.target.decode("latin-1")[:200] if request else "-", error.status, rid, error=error.code)
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", rid.encode())]
+    return headers + [(k.lower().encode(), v.encode()) for k, v in error.headers.items()], body

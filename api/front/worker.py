@@ -21,6 +21,7 @@ from gunicorn.workers.base import Worker as BaseWorker
 
 from api.front import balance
 from api.front.http import Front
+from api.front.queue import Dispatcher
 from util.config import load_settings
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,9 @@ class Worker(BaseWorker):
         executor = ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="wsgi")
         front = Front(self.wsgi, executor,
                       int(settings.get("MAX_CONTENT_LENGTH") or defaults["MAX_CONTENT_LENGTH"]),
-                      float(settings.get("BODY_TIMEOUT") or defaults["BODY_TIMEOUT"]), float(self.cfg.keepalive))
+                      float(settings.get("BODY_TIMEOUT") or defaults["BODY_TIMEOUT"]), float(self.cfg.keepalive),
+                      Dispatcher(self.cfg.threads, int(settings.get("MAX_QUEUE") or defaults["MAX_QUEUE"])),
+                      float(settings.get("REQUEST_TIMEOUT") or defaults["REQUEST_TIMEOUT"]))
         acceptors = [loop.create_task(accept(listener, front)) for listener in self.sockets]
         while not stop.is_set():
             self.notify()

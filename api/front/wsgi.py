@@ -9,8 +9,10 @@ import io
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -32,10 +34,11 @@ class Request:
     target: bytes
     version: str
     headers: Headers
-    body: bytes = b""
+    body: bytes | bytearray = b""  # a bytearray while it arrives
     keep_alive: bool = True
     server: tuple[str, int] = ("", 0)
     client: tuple[str, int] = ("", 0)
+    received: float = 0.0  # time.monotonic() at its first byte
 
     def header(self, name: bytes) -> bytes:
         """The first value of header `name` (lower-case), or b""."""
@@ -92,3 +95,20 @@ def call(app: WSGIApp, env: dict[str, Any]) -> Answer:
             (json.dumps(error.to_dict()) + "\n").encode()
     code, _, reason = status.partition(" ")
     return int(code), reason, [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers], content
+
+
+_date: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The Date header's value, formatted once per second."""
+    global _date
+    now = int(time.time())
+    if now != _date[0]:
+        _date = (now, formatdate(now, usegmt=True).encode())
+    return _date[1]
+
+
+def address(value: Any) -> tuple[str, int]:
+    """(host, port) of a socket address; ("", 0) for a Unix socket."""
+    return (str(value[0]), int(value[1])) if isinstance(value, tuple) else ("", 0)

@@ -37,6 +37,22 @@ def map_case(context: Any, case: Any) -> Any:
         # A form field whose value is an empty list sends no part at all, so a negative case built on an
         # extra field would reach the server as a valid request; send the field, empty, instead.
         case.body = {name: [""] if value == [] else value for name, value in case.body.items()}
+    headers = case.headers or {}
+    timeout = headers.get("X-Request-Timeout")
+    try:
+        short = not negative and timeout is not None and float(timeout) < 10
+    except (TypeError, ValueError):
+        short = False
+    if short:
+        # Any positive number is schema-valid, and a deadline too short to meet is answered with the
+        # documented 504 (tests/test_scheduling.py); schemathesis counts every 5xx as a server error.
+        headers["X-Request-Timeout"] = "10"
+        case.headers = headers
+    if negative and any(name.lower().startswith("x-schemathesis-unknown-property") for name in headers):
+        # HTTP servers ignore headers they do not know (RFC 9110), so a negative case whose violation is an
+        # unknown header is a valid request; make it negative the way HTTP allows: a bad X-Priority.
+        headers["X-Priority"] = "not-a-priority"
+        case.headers = headers
     path = case.operation.path
     if not negative and path.startswith("/v1/models"):
         params = case.path_parameters or {}

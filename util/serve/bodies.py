@@ -93,9 +93,12 @@ class V2Output(Struct):
 
 
 class RequestParameters(Struct):
-    """A V2 request's parameters: every output as binary data."""
+    """A V2 request's parameters: every output as binary data; Triton's priority and timeout."""
 
     binary_data_output: bool = False
+    priority: Annotated[int, rule("\"priority\" is an integer from 0 (the default) to 3 (1 = highest)",
+                                  ge=0, le=3)] = 0
+    timeout: Annotated[int, rule("\"timeout\" is an integer number of microseconds above 0", gt=0)] | None = None
 
 
 class V2Request(Struct):

@@ -98,10 +98,11 @@ def explain(model: ServedModel, x: np.ndarray, grid: int | None = None, label: i
     if label is not None and not 0 <= label < len(model.spec.labels):
         raise InvalidParameter(f"label index {label} is out of range for model {model.spec.name}")
     patches = cells(x.shape[0], x.shape[1], grid)
-    # The whole image rides in the first chunk: one batch fewer than running it alone.
-    rows = [model.scores(np.concatenate([x[None], occluded(x, patches[:CHUNK - 1])]))]
+    # The whole image rides in the first chunk: one batch fewer than running it alone. Not watched: occluded
+    # images are no answers, and would swamp the label mix in /metrics.
+    rows = [model.scores(np.concatenate([x[None], occluded(x, patches[:CHUNK - 1])]), watch=False)]
     for start in range(CHUNK - 1, len(patches), CHUNK):
-        rows.append(model.scores(occluded(x, patches[start:start + CHUNK])))
+        rows.append(model.scores(occluded(x, patches[start:start + CHUNK]), watch=False))
     scores = np.concatenate(rows)
     index = int(np.argmax(scores[0])) if label is None else label
     assert model.plan is not None

@@ -20,6 +20,7 @@ from util.serve.outputs import Kind
 
 METADATA = "model.yaml"
 BATCHING = "batching takes max_batch_size (>= 1) and max_batch_delay_ms (>= 0)"
+MONITORING = "monitoring takes low_confidence (a number from 0 to 1) and window (an integer from 1 to 100000)"
 Versions = Annotated[Literal["latest", "all"] | Annotated[tuple[Annotated[int, Meta(ge=0)], ...], Meta(min_length=1)],
                      rule("versions must be latest, all or a list of version numbers")]
 DefaultVersion = Annotated[int | None, rule("default_version must be a version number")]
@@ -52,6 +53,13 @@ class Batching(Struct, frozen=True, forbid_unknown_fields=True):
         return {k: v for k, v in structs.asdict(self).items() if v is not None}
 
 
+class Monitoring(Struct, frozen=True, forbid_unknown_fields=True):
+    """model.yaml `monitoring`: the low-confidence threshold and the drift window (util/serve/monitor.py)."""
+
+    low_confidence: Fraction = 0.5  # a top-1 confidence below this counts as a low-confidence answer
+    window: Annotated[int, Meta(ge=1, le=100_000)] = 500  # answers in the baseline and in the sliding window
+
+
 class ModelYaml(Struct, frozen=True, forbid_unknown_fields=True):
     """A version's model.yaml (and the policy keys, which read_policy reads from the model's own)."""
 
@@ -59,6 +67,7 @@ class ModelYaml(Struct, frozen=True, forbid_unknown_fields=True):
     description: str | None = None
     preprocessing: Preprocessing | None = None
     batching: Annotated[Batching | None, rule(BATCHING, inner=True)] = None
+    monitoring: Annotated[Monitoring | None, rule(MONITORING, inner=True)] = None
     output: Kind | None = None  # overrides the output kind read off the model
     threshold: Annotated[Fraction, rule("threshold must be a number from 0 to 1")] = 0.5
     quantize: Literal["none", "float16", "int8"] = "none"

@@ -5,7 +5,6 @@ It knows nothing about HTTP, images, output kinds or batching; util/serve/batchi
 """
 from __future__ import annotations
 
-import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -13,7 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from util.serve import activity
+from util.serve import activity, scheduling
+from util.serve.scheduling import Lanes
 from util.serve.spec import ModelSpec
 
 
@@ -85,8 +85,7 @@ class LiteRTRuntime(Runtime):
         self.solo_speedup: float | None = None
         self.runs = {"solo": 0, "lane": 0}  # diagnostics: which interpreters served requests
         self._lanes = [_Interpreter(self._model, lane_threads, tensor_shape) for _ in range(max(1, lanes))]
-        self._idle = list(self._lanes)
-        self._changed = threading.Condition()
+        self._free = Lanes(list(self._lanes))  # by priority, oldest first (util/serve/scheduling.py)
         self._tensor_shape = self._lanes[0].shape
         shape = (*self._tensor_shape, 1) if len(self._tensor_shape) == 2 else self._tensor_shape
         if len(shape) != 3:
@@ -121,21 +120,23 @@ class LiteRTRuntime(Runtime):
                 "solo_threads": self._solo.threads if self._solo else None, "solo_speedup": self.solo_speedup}
 
     def _acquire(self) -> _Interpreter:
+        ticket = scheduling.ticket()
+        ticket.check("before its inference started")
         if activity.start(solo_possible=self._solo is not None) and self._solo is not None:
             self.runs["solo"] += 1
             return self._solo
-        with self._changed:
-            while not self._idle:
-                self._changed.wait()
-            self.runs["lane"] += 1
-            return self._idle.pop()
+        try:
+            lane = self._free.acquire(ticket)
+        except BaseException:
+            activity.finish()
+            raise
+        self.runs["lane"] += 1
+        return lane
 
     def _release(self, interpreter: _Interpreter) -> None:
         activity.finish()
         if interpreter is not self._solo:
-            with self._changed:
-                self._idle.append(interpreter)
-                self._changed.notify()
+            self._free.release(interpreter)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         # (N, H, W, 1) images for a model that takes (N, H, W): the channel axis is ours.

@@ -22,6 +22,7 @@ from util.serve import answers
 from util.serve.artifacts import artifact_status, ensure_compiled, tensorflow_installed
 from util.serve.batching import BatchingRuntime
 from util.serve.image import preprocess
+from util.serve.monitor import Monitor
 from util.serve.outputs import MULTILABEL
 from util.serve.plan import Plan, make_plan
 from util.serve.runtimes import Runtime, open_runtime
@@ -40,6 +41,7 @@ class ServedModel:
         self.plan: Plan | None = None
         self.manifest: dict[str, Any] | None = None
         self.gated = 0  # images the answer gate checked at load (0: nothing recorded to check)
+        self.monitor = Monitor(spec)  # what this version answers, in /metrics
         self._lock = threading.Lock()
 
     @property
@@ -164,7 +166,7 @@ class ServedModel:
             raise InvalidParameter("a tensor must hold finite numbers only")
         return x
 
-    def scores(self, batch: np.ndarray) -> np.ndarray:
+    def scores(self, batch: np.ndarray, watch: bool = True) -> np.ndarray:
         """Per-label scores (N, labels) for prepared images (N, height, width, channels): one runtime call."""
         runtime, plan = self._loaded()
         name = self.spec.name
@@ -179,7 +181,10 @@ class ServedModel:
         except Exception as exc:
             log.exception("model %s: inference failed", self.spec.name)
             raise InferenceError(f"inference failed in model {self.spec.name}: {exc}") from None
-        return plan.outputs.scores(raw)
+        scores = plan.outputs.scores(raw)
+        if watch:  # every route's answers pass here once; an explanation's occluded passes are no answers
+            self.monitor.observe(scores)
+        return scores
 
     def ranked(self, scores: np.ndarray) -> list[tuple[str, float]]:
         """(label, score) for one image's scores, best first (ties in label order)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from util.errors import ModelLoadError
 from util.serve.image import Preprocessing
-from util.serve.metadata import METADATA, read_metadata
+from util.serve.metadata import METADATA, Monitoring, read_metadata
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ARCHITECTURE = "model.json"
@@ -52,6 +52,7 @@ class ModelSpec:
     threshold: float = 0.5
     quantize: str = "none"
     quantize_min_agreement: float = 0.99
+    monitoring: Monitoring = field(default_factory=Monitoring)  # low-confidence threshold, drift window
     published: bool = False  # compiled files only (from a store or a KServe copy): no sources to compile
 
     @property
@@ -191,7 +192,7 @@ def read_spec(model_dir: Path, version: int | None = None, name: str | None = No
         labels=labels, title=meta.title or name, description=meta.description or "", preprocessing=preprocessing,
         explicit=frozenset(raw.get("preprocessing") or {}), batching=meta.batching.given() if meta.batching else {},
         output=meta.output, threshold=meta.threshold, quantize=meta.quantize,
-        quantize_min_agreement=meta.quantize_min_agreement)
+        quantize_min_agreement=meta.quantize_min_agreement, monitoring=meta.monitoring or Monitoring())
 
 
 def read_labels(path: Path) -> tuple[str, ...]:
