@@ -50,6 +50,24 @@ def test_solo_serves_only_a_lone_request(artifact: Path) -> None:
     np.testing.assert_allclose(busy, alone, atol=1e-6)
 
 
+def test_a_high_priority_request_takes_the_solo_interpreter_on_a_busy_server(artifact: Path) -> None:
+    from util.serve import scheduling
+    runtime = LiteRTRuntime(artifact, lane_threads=1, lanes=1, solo_threads=2, solo_min_speedup=0)
+    x = inputs(1)
+    activity.start(solo_possible=False)  # another inference is running somewhere in the server
+    try:
+        for level in ("low", "normal", "high", "high"):
+            token = scheduling.current.set(scheduling.Ticket(scheduling.PRIORITIES[level]))
+            try:
+                runtime.predict(x)
+            finally:
+                scheduling.current.reset(token)
+    finally:
+        activity.finish()
+    assert runtime.runs == {"solo": 2, "lane": 2}  # a person does not wait behind the lanes' batch work
+    assert activity.running() == 0
+
+
 def test_solo_is_dropped_unless_measurably_faster(artifact: Path) -> None:
     # An 8x8 model cannot run 1000x faster on 2 threads: the solo interpreter is not kept.
     runtime = LiteRTRuntime(artifact, lane_threads=1, lanes=1, solo_threads=2, solo_min_speedup=1000)

@@ -115,27 +115,30 @@ def run_dispatcher(threads: int, max_queue: int, jobs: list[tuple[int, float | N
         loop = asyncio.get_running_loop()
         dispatcher = Dispatcher(threads, max_queue)
         for index, (priority, within) in enumerate(jobs):
-            def start(index: int = index) -> None:
+            low = priority == LOW
+
+            def start(index: int = index, low: bool = low) -> None:
                 started.append(index)
-                loop.call_later(hold, dispatcher.done)
+                loop.call_later(hold, dispatcher.done, low)
 
             def refuse(error: ServiceError, index: int = index) -> None:
                 shed.append((index, error.code))
             deadline = None if within is None else time.monotonic() + within
-            dispatcher.submit(Job(priority, deadline, start, refuse))
+            dispatcher.submit(Job(priority, deadline, start, refuse, low))
         await asyncio.sleep(hold * (len(jobs) + 2))
     asyncio.run(main())
     return started, shed
 
 
 def test_the_front_queue_orders_by_priority_bounds_predictions_and_sheds_late_ones() -> None:
-    started, shed = run_dispatcher(1, 4, [(LOW, None), (LOW, None), (NORMAL, None), (HIGH, None), (READS, None),
-                                          (HIGH, 0.01), (LOW, None)])
-    # 0 runs at once; 1, 2, 3 wait; 4 is a read (not counted against MAX_QUEUE); 5 is the fourth prediction
-    # waiting; 6 finds four: 503. 5 would run first, but its deadline passes while 0 still runs: 504, never
-    # started. Then the read, and the rest by priority.
-    assert started == [0, 4, 3, 2, 1]
-    assert shed == [(6, QueueFull.code), (5, DeadlineExceeded.code)]
+    started, shed = run_dispatcher(1, 4, [(NORMAL, None), (LOW, None), (LOW, None), (NORMAL, None), (HIGH, 0.01),
+                                          (READS, None), (LOW, None), (HIGH, None)])
+    # One thread for low work and one for the rest: 0 and 1 run at once. 2, 3, 4 wait; 5 is a read (not
+    # counted against MAX_QUEUE); 6 is the fourth prediction waiting; 7 finds four: 503. 4 would run next,
+    # but its deadline passes while 0 still runs: 504, never started. Then the read, and the rest by priority,
+    # low work in its own thread meanwhile.
+    assert started == [0, 1, 5, 2, 3, 6]
+    assert shed == [(7, QueueFull.code), (4, DeadlineExceeded.code)]
 
 
 def metric(url: str, name: str, **labels: str) -> float:

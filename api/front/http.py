@@ -29,7 +29,9 @@ from api.front.queue import Dispatcher, Job, ticket
 from api.front.wsgi import Answer, Request, WSGIApp, address, call, environ, http_date
 from util import logs
 from util.errors import MalformedRequest, PayloadTooLarge, RequestTimeout, ServiceError
-from util.serve.scheduling import RECEIVED
+from util.serve.scheduling import PRIORITIES, RECEIVED
+
+LOW = PRIORITIES["low"]
 
 MAX_HEADER_BYTES = 64 * 1024  # request line and headers together; llhttp itself sets no limit
 MAX_PIPELINED = 8  # complete requests queued on one connection before reading pauses
@@ -41,6 +43,7 @@ class Front:
 
     app: WSGIApp
     executor: Executor
+    low_executor: Executor  # its threads run at a lower CPU priority (api/front/worker.py)
     max_body: int
     body_timeout: float
     keepalive: float
@@ -176,16 +179,19 @@ class Connection(asyncio.Protocol):
         self.answering = True
         priority, deadline = ticket(item, self.front.request_timeout)
         env[RECEIVED] = item.received  # the app's deadlines count from here too (api/scheduling.py)
-        self.front.dispatcher.submit(Job(priority, deadline, partial(self.start, item, env), partial(self.shed, item)))
+        low = priority == LOW
+        self.front.dispatcher.submit(Job(priority, deadline, partial(self.start, item, env, low),
+                                         partial(self.shed, item), low))
 
-    def start(self, request: Request, env: dict[str, Any]) -> None:
+    def start(self, request: Request, env: dict[str, Any], low: bool) -> None:
         """A thread is free for this request (api/front/queue.py)."""
         # A done-callback rather than a task per request: the answer is written as soon as the thread returns.
-        answer = self.loop.run_in_executor(self.front.executor, call, self.front.app, env)
-        answer.add_done_callback(partial(self.answered, request))
+        executor = self.front.low_executor if low else self.front.executor
+        answer = self.loop.run_in_executor(executor, call, self.front.app, env)
+        answer.add_done_callback(partial(self.answered, request, low))
 
-    def answered(self, request: Request, answer: asyncio.Future[Answer]) -> None:
-        self.front.dispatcher.done()
+    def answered(self, request: Request, low: bool, answer: asyncio.Future[Answer]) -> None:
+        self.front.dispatcher.done(low)
         status, reason, headers, body = answer.result()  # call() turns the app's failures into a 500 itself
         self.finish(request, status, reason, headers, body)
 

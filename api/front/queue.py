@@ -1,8 +1,10 @@
 """Complete requests waiting for one of the worker's threads, taken by priority (util/serve/scheduling.py).
 
-At most `threads` requests run at once, so the thread pool never queues: waiting happens here,
-where the order is ours. A free thread goes to the best waiting request (reads first, then high,
-normal, low; oldest first; a request moves up one level per AGE_SECONDS waited). A prediction that
+`low` requests and the others have `threads` threads each (the low ones at a lower CPU priority,
+api/front/worker.py), so batch work holding every thread never makes a person wait for one. Within
+each, at most `threads` run at once, so the thread pools never queue: waiting happens here, where
+the order is ours. A free thread goes to the best waiting request of its kind (reads first, then
+high, normal, low; oldest first; a request moves up one level per AGE_SECONDS waited). A prediction that
 finds `max_queue` others waiting is refused (503 queue_full, Retry-After) instead of letting
 latency grow without limit; one whose deadline passes while it waits is answered 504 at once and
 never run. Reads (GET, HEAD) are never refused here: health checks must get through under load.
@@ -31,6 +33,7 @@ class Job:
     deadline: float | None  # time.monotonic()
     start: Callable[[], None]
     shed: Callable[[ServiceError], None]
+    low: bool = False  # runs in the low-priority threads
     seq: int = 0
     since: float = 0.0
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
@@ -45,14 +48,14 @@ class Dispatcher:
 
     def __init__(self, threads: int, max_queue: int) -> None:
         self.threads, self.max_queue = threads, max_queue
-        self.running = 0
+        self.running = {False: 0, True: 0}  # by `low`
         self.waiting: list[Job] = []
         self.seq = itertools.count()
 
     def submit(self, job: Job) -> None:
-        """Start `job` now if a thread is free, else queue it (or refuse it when the queue is full)."""
-        if self.running < self.threads and not self.waiting:
-            self.running += 1
+        """Start `job` now if a thread of its kind is free, else queue it (or refuse it when the queue is full)."""
+        if self.running[job.low] < self.threads and not any(w.low == job.low for w in self.waiting):
+            self.running[job.low] += 1
             return job.start()
         if job.priority != READS and sum(w.priority != READS for w in self.waiting) >= self.max_queue:
             metrics.SHED.labels("queue_full", "front").inc()
@@ -67,22 +70,23 @@ class Dispatcher:
             metrics.QUEUED.inc()
         self.pump()
 
-    def done(self) -> None:
-        """A thread is free again."""
-        self.running -= 1
+    def done(self, low: bool) -> None:
+        """A thread (of the low kind or not) is free again."""
+        self.running[low] -= 1
         self.pump()
 
     def pump(self) -> None:
-        while self.waiting and self.running < self.threads:
-            now = time.monotonic()
-            job = min(self.waiting, key=lambda w: w.rank(now))
-            self.waiting.remove(job)
-            if job.priority != READS:
-                metrics.QUEUED.dec()
-            if job.timer is not None:
-                job.timer.cancel()
-            self.running += 1
-            job.start()
+        now = time.monotonic()
+        for low in (False, True):
+            while self.running[low] < self.threads and (mine := [w for w in self.waiting if w.low == low]):
+                job = min(mine, key=lambda w: w.rank(now))
+                self.waiting.remove(job)
+                if job.priority != READS:
+                    metrics.QUEUED.dec()
+                if job.timer is not None:
+                    job.timer.cancel()
+                self.running[low] += 1
+                job.start()
 
     def expire(self, job: Job) -> None:
         if job in self.waiting:

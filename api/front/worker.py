@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,6 +27,7 @@ from util.config import load_settings
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 1.0  # well inside gunicorn's graceful_timeout (20 s)
+LOW_NICE = 10  # CFS weight 110 against 1024: about a tenth of a core's share when both want it
 HEARTBEAT_SECONDS = 1.0  # gunicorn's master kills a worker silent for `timeout` seconds
 
 
@@ -60,7 +62,11 @@ class Worker(BaseWorker):
         settings = getattr(self.wsgi, "config", None) or {}  # the Flask app's config holds the limits
         defaults = load_settings()
         executor = ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="wsgi")
-        front = Front(self.wsgi, executor,
+        # `low` work runs in threads the kernel schedules after the others (nice +LOW_NICE): on a busy
+        # server an interactive request's decoding and inference get the cores first.
+        low_executor = ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="wsgi-low",
+                                          initializer=lower_priority)
+        front = Front(self.wsgi, executor, low_executor,
                       int(settings.get("MAX_CONTENT_LENGTH") or defaults["MAX_CONTENT_LENGTH"]),
                       float(settings.get("BODY_TIMEOUT") or defaults["BODY_TIMEOUT"]), float(self.cfg.keepalive),
                       Dispatcher(self.cfg.threads, int(settings.get("MAX_QUEUE") or defaults["MAX_QUEUE"])),
@@ -80,7 +86,16 @@ class Worker(BaseWorker):
             await drain(front, self.cfg.graceful_timeout - DRAIN_SECONDS, self.notify)
         for connection in list(front.connections):
             connection.close()
-        executor.shutdown(wait=not now.is_set(), cancel_futures=now.is_set())
+        for pool in (executor, low_executor):
+            pool.shutdown(wait=not now.is_set(), cancel_futures=now.is_set())
+
+
+def lower_priority() -> None:
+    """Give the calling thread a lower CPU priority (Linux: the nice value is per thread, setpriority(2))."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOW_NICE)
+    except (OSError, AttributeError) as exc:  # not Linux, or not allowed: low work simply runs at normal priority
+        log.info("low-priority threads run at normal CPU priority: %s", exc)
 
 
 async def drain(front: Front, limit: float, notify: Any) -> None:

@@ -5,6 +5,7 @@ It knows nothing about HTTP, images, output kinds or batching; util/serve/batchi
 """
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -93,6 +94,7 @@ class LiteRTRuntime(Runtime):
         self.input_shape: tuple[int, int, int] = shape
         self.output_units = int(self._lanes[0].output["shape"][-1])
         self._solo = self._solo_if_faster(solo_threads, solo_min_speedup) if solo_threads > lane_threads else None
+        self._solo_busy = threading.Lock()  # one inference at a time on it
 
     def _solo_if_faster(self, threads: int, min_speedup: float) -> _Interpreter | None:
         """A solo interpreter, kept only if it is `min_speedup` times as fast as a lane (small models
@@ -122,7 +124,11 @@ class LiteRTRuntime(Runtime):
     def _acquire(self) -> _Interpreter:
         ticket = scheduling.ticket()
         ticket.check("before its inference started")
-        if activity.start(solo_possible=self._solo is not None) and self._solo is not None:
+        alone = activity.start(solo_possible=self._solo is not None)
+        # The all-cores interpreter serves a request alone in the server, and a `high` one whenever it is
+        # free: a person need not wait behind the batch work on the lanes (whose threads run niced).
+        if self._solo is not None and (alone or ticket.priority == scheduling.PRIORITIES["high"]) and \
+                self._solo_busy.acquire(blocking=False):
             self.runs["solo"] += 1
             return self._solo
         try:
@@ -135,7 +141,9 @@ class LiteRTRuntime(Runtime):
 
     def _release(self, interpreter: _Interpreter) -> None:
         activity.finish()
-        if interpreter is not self._solo:
+        if interpreter is self._solo:
+            self._solo_busy.release()
+        else:
             self._free.release(interpreter)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
