@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from api.front.wsgi import Request
 from util import metrics
 from util.errors import DeadlineExceeded, QueueFull, ServiceError
-from util.serve.scheduling import AGE_SECONDS, MAX_TIMEOUT, PRIORITIES
+from util.serve.scheduling import MAX_TIMEOUT, PRIORITIES, rank
 
 READS = -1  # priority of GET / HEAD / OPTIONS: before any prediction
 
@@ -39,8 +39,7 @@ class Job:
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     def rank(self, now: float) -> tuple[int, int]:
-        return (self.priority if self.priority == READS else self.priority - int((now - self.since) / AGE_SECONDS),
-                self.seq)
+        return (READS, self.seq) if self.priority == READS else rank(self.priority, self.since, self.seq, now)
 
 
 class Dispatcher:

@@ -60,17 +60,18 @@ class Worker(BaseWorker):
         for sig in (signal.SIGINT, signal.SIGQUIT):
             loop.add_signal_handler(sig, quit_now)
         settings = getattr(self.wsgi, "config", None) or {}  # the Flask app's config holds the limits
-        defaults = load_settings()
+        defaults = load_settings()  # for an app without them (bench/'s plain Flask servers)
+
+        def setting(name: str) -> Any:
+            return settings.get(name) or defaults[name]
         executor = ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="wsgi")
         # `low` work runs in threads the kernel schedules after the others (nice +LOW_NICE): on a busy
         # server an interactive request's decoding and inference get the cores first.
         low_executor = ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="wsgi-low",
                                           initializer=lower_priority)
         front = Front(self.wsgi, executor, low_executor,
-                      int(settings.get("MAX_CONTENT_LENGTH") or defaults["MAX_CONTENT_LENGTH"]),
-                      float(settings.get("BODY_TIMEOUT") or defaults["BODY_TIMEOUT"]), float(self.cfg.keepalive),
-                      Dispatcher(self.cfg.threads, int(settings.get("MAX_QUEUE") or defaults["MAX_QUEUE"])),
-                      float(settings.get("REQUEST_TIMEOUT") or defaults["REQUEST_TIMEOUT"]))
+                      int(setting("MAX_CONTENT_LENGTH")), float(setting("BODY_TIMEOUT")), float(self.cfg.keepalive),
+                      Dispatcher(self.cfg.threads, int(setting("MAX_QUEUE"))), float(setting("REQUEST_TIMEOUT")))
         acceptors = [loop.create_task(accept(listener, front)) for listener in self.sockets]
         while not stop.is_set():
             self.notify()

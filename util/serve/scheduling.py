@@ -83,7 +83,13 @@ def sooner(deadline: float | None, other: float | None) -> float | None:
     return other if deadline is None else deadline if other is None else min(deadline, other)
 
 
-@dataclass(order=True)
+def rank(priority: int, since: float, seq: int, now: float) -> tuple[int, int]:
+    """A waiting request's place in line (lowest first): its priority, moved up one level per AGE_SECONDS
+    waited, then its arrival order."""
+    return priority - int((now - since) / AGE_SECONDS), seq
+
+
+@dataclass
 class _Waiter:
     priority: int
     seq: int
@@ -91,7 +97,7 @@ class _Waiter:
     deadline: float | None = field(compare=False)
 
     def rank(self, now: float) -> tuple[int, int]:
-        return self.priority - int((now - self.since) / AGE_SECONDS), self.seq
+        return rank(self.priority, self.since, self.seq, now)
 
 
 class Lanes(Generic[T]):
@@ -104,8 +110,8 @@ class Lanes(Generic[T]):
         self.seq = itertools.count()
 
     def acquire(self, ticket: Ticket) -> T:
-        """The next free lane for `ticket`'s request; DeadlineExceeded if its deadline passes first."""
-        ticket.check("before its inference started")
+        """The next free lane for `ticket`'s request; DeadlineExceeded if its deadline passes while it waits
+        (the runtime checks it once just before: util/serve/runtimes.py)."""
         with self.changed:
             if self.idle and not self.waiting:
                 return self.idle.pop()
