@@ -13,6 +13,7 @@ from api.models import Bounded, ModelResource, OneOf, doc, parse
 from util.errors import NotAcceptable
 from util.serve.explain import MEASURES, explain, grid_bound
 from util.serve.heatmap import overlay_png
+from util.serve.image import FORMAT_NAMES
 from util.serve.served import ServedModel
 from util.serve.versions import ModelGroup
 
@@ -26,7 +27,7 @@ def explanation_parser(served: ServedModel) -> reqparse.RequestParser:
     why = f" for model {served.spec.name} (EXPLANATION_MAX_PASSES={limit}; a cell is at least one input pixel)"
     parser = reqparse.RequestParser()
     parser.add_argument("image", location="files", type=FileStorage, required=True,
-                        help="The image: PNG, JPEG, GIF, WebP, BMP or TIFF")
+                        help=f"The image: {FORMAT_NAMES}")
     parser.add_argument("label", location=("form", "args"), type=OneOf(served.spec.name, list(served.spec.labels)),
                         required=False,
                         help="The label to explain, one of the model's (default: the top one)")

@@ -14,6 +14,7 @@ from api import bodies, scheduling, schemas
 from api.dataplane import resolve
 from api.protocols import batch_limit
 from util.errors import InvalidParameter, MalformedRequest, MissingImage, ServiceError, UnsupportedMediaType
+from util.serve.image import FORMAT_NAMES
 from util.serve.served import ServedModel
 from util.serve.versions import ModelGroup
 
@@ -61,11 +62,10 @@ def make_parser(labels: int, multilabel: bool, batch: bool = False) -> reqparse.
     parser = reqparse.RequestParser()
     if batch:
         parser.add_argument("images", location="files", type=FileStorage, required=True, action="append",
-                            help="The images (repeat the field, up to MAX_BATCH_IMAGES): PNG, JPEG, GIF, WebP, "
-                                 "BMP or TIFF")
+                            help=f"The images (repeat the field, up to MAX_BATCH_IMAGES): {FORMAT_NAMES}")
     else:
         parser.add_argument("image", location="files", type=FileStorage, required=True,
-                            help="The image: PNG, JPEG, GIF, WebP, BMP or TIFF")
+                            help=f"The image: {FORMAT_NAMES}")
     parser.add_argument("top_k", location=("form", "args"), type=Bounded("top_k", int, 1, labels), required=False,
                         help=f"How many labels to return, best first (default 5, at most {labels})")
     if multilabel:  # declared for multi-label models only, so the spec never offers what would be refused

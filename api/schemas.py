@@ -54,6 +54,10 @@ preprocessing = Model("Preprocessing", {
     "scale": fields.String(enum=["unit", "tf", "torch", "caffe", "raw"]),
     "invert": fields.Boolean(),
     "autocontrast": fields.Boolean(),
+    "crop": fields.String(enum=["content"], description="content: cut to what is drawn before resizing (absent: "
+                          "the whole picture)"),
+    "crop_margin": fields.Float(description="With crop: the margin on every side, as a share of the content's "
+                                "longer side", example=0.1),
     "size": fields.List(fields.Integer, description="Height, width for models of unknown input size"),
 })
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bench import fronts, priority
+from bench import decode, fronts, priority
 
 MOBILENET, MOBILENET_INT8 = "MobileNetV2, 224x224 JPEG", "MobileNetV2 int8, 224x224 JPEG"
 
@@ -190,6 +190,7 @@ def render(results: dict, variants: dict) -> str:
     lines += ["## (d) HTTP floor: flask-restx, same upload, constant JSON", "", *load_table("floor", results["floor"])]
     lines += fronts.section(results.get("fronts") or {}, results.get("fronts_at"))
     lines += priority.section(results.get("priority"), results.get("priority_at"))
+    lines += decode.section(results.get("decode"), results.get("decode_at"))
     lines += soak_section(results.get("soak"))
     lines += ["## Process-model variants (MobileNetV2, 224x224 JPEG)", ""]
     for label in variants:

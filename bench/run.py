@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from bench import assets, chart, explanations, fronts, priority, report, soak
+from bench import assets, chart, decode, explanations, fronts, priority, report, soak
 from bench.report import MOBILENET, MOBILENET_INT8
 from bench.servers import ROOT, serve
 
@@ -27,12 +27,15 @@ FULL = {"size": 224, "train": 200, "samples": 30, "concurrency": (1, 4, 16, 64),
         "limit_seconds": 5.0, "photos": 16, "digits": 64, "variant_concurrency": (1, 4, 16), "slow": 64,
         "soak_seconds": 600.0, "soak_warmup": 30.0, "front_rounds": 3, "front_concurrency": (1, 16, 64),
         "explain_rounds": 2, "priority_rounds": 3, "priority_margin": 1.0, "version_requests": (10, 10, 30),
-        "model_poll": 1.0, "deadline_s": 0.005}
+        "model_poll": 1.0, "deadline_s": 0.005,
+        # decode: (width, height, runs per round): a 12 MP phone photo and a downsized one
+        "decode_sizes": ((4032, 3024, 5), (1000, 750, 20)), "decode_rounds": 4}
 SMOKE = {"size": 32, "train": 20, "samples": 20, "concurrency": (1, 4), "duration": 0.5, "warmup": 0.2,
          "limit_seconds": 0.3, "photos": 2, "digits": 4, "variant_concurrency": (1,), "slow": 4,
          "soak_seconds": 2.0, "soak_warmup": 0.5, "front_rounds": 1, "front_concurrency": (1, 4),
          "explain_rounds": 1, "priority_rounds": 1, "priority_margin": 0.2, "version_requests": (3, 2, 5),
-         "model_poll": 1.0, "deadline_s": 0.0001}  # the tiny model rarely queues 5 ms: 0.1 ms still sheds
+         "model_poll": 1.0, "deadline_s": 0.0001,  # the tiny model rarely queues 5 ms: 0.1 ms still sheds
+         "decode_sizes": ((64, 48, 2),), "decode_rounds": 2}
 # (processes, interpreter threads, batch size) for the in-process limit
 LIMIT_CONFIGS = [(1, 2, 1), (1, 2, 2), (1, 2, 4), (1, 2, 8), (1, 1, 1), (2, 1, 1), (2, 1, 2), (2, 1, 4)]
 # Peers on the same compiled .tflite (bench/peers/, own venv): the command, with {python} and {port}
@@ -185,8 +188,8 @@ def run_priority(models: Path, photos: list[Path], cfg: dict) -> dict:
 
 
 def only(args: argparse.Namespace, cfg: dict) -> None:
-    """Run one section again (`speed`, `protocols`, `explanations`, `soak`, `fronts` or `priority`) into an
-    existing RESULTS.json / RESULTS.md."""
+    """Run one section again (`speed`, `protocols`, `explanations`, `soak`, `fronts`, `priority` or `decode`)
+    into an existing RESULTS.json / RESULTS.md."""
     results = json.loads(args.output.with_suffix(".json").read_text())
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -197,6 +200,8 @@ def only(args: argparse.Namespace, cfg: dict) -> None:
             build_models(work, cfg)
             photos = assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])
             results.update(protocols=run_protocols(work / "models", photos, cfg), protocols_at=when)
+        elif args.only == "decode":
+            results.update(decode=decode.run(cfg), decode_at=when)
         elif args.only == "explanations":
             build_models(work, cfg)
             photos = assets.write_photos(work / "p224", cfg["size"], cfg["size"], cfg["photos"])
@@ -228,7 +233,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny model and durations, to check the bench runs")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--skip-naive", action="store_true", help="skip the (slow, TensorFlow) naive baseline")
-    parser.add_argument("--only", choices=("speed", "protocols", "explanations", "soak", "fronts", "priority"),
+    parser.add_argument("--only", choices=("speed", "protocols", "explanations", "soak", "fronts", "priority",
+                                           "decode"),
                         help="run one section again, into the existing results")
     parser.add_argument("--front-before", metavar="REV",
                         help="also measure this git revision's server in the front-end rounds (same venv)")
@@ -243,6 +249,7 @@ def main() -> None:
         results: dict = {"machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
                          "smoke": args.smoke, "variants": {}}
         results.update(speed(work, cfg, args))
+        results["decode"] = decode.run(cfg)
         models, photos = work / "models", work / "p224"
         photos = sorted(photos.iterdir())
         for label, env in VARIANTS.items():

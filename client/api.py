@@ -18,6 +18,9 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RETRY_AFTER = 30.0  # seconds; a server asking for longer is not waited for
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
           (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"))
+# ISO base media files (HEIC/HEIF, AVIF) say what they hold in the major brand of their leading `ftyp` box.
+_BRANDS = {b"heic": "image/heic", b"heix": "image/heic", b"heim": "image/heic", b"heis": "image/heic",
+           b"mif1": "image/heif", b"msf1": "image/heif-sequence", b"avif": "image/avif", b"avis": "image/avif"}
 
 
 class PredictionError(Exception):
@@ -67,6 +70,8 @@ def guess_content_type(filename: str, data: bytes) -> str:
             return kind
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
+    if data[4:8] == b"ftyp" and data[8:12] in _BRANDS:
+        return _BRANDS[data[8:12]]
     return mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 

@@ -10,7 +10,8 @@ from urllib.parse import unquote, urlsplit
 
 from dotenv import find_dotenv, load_dotenv
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif",
+                              ".avif"})
 ACCEPTED_SHAPES = (
     "s3://bucket/key; "
     "https://bucket.s3.amazonaws.com/key, https://bucket.s3.<region>.amazonaws.com/key, "

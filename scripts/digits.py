@@ -9,9 +9,14 @@ nothing here imports TensorFlow.
 from __future__ import annotations
 
 import io
+import math
+from functools import lru_cache
+from pathlib import Path
 
+import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from scipy.ndimage import distance_transform_edt
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -20,7 +25,16 @@ MAX_INTENSITY = 16.0  # load_digits counts set pixels in 4x4 blocks: 0..16
 CANVAS_RANGE = (24, 300)  # pixels per side of an augmented upload
 FILL_RANGE = (0.55, 1.0)  # share of the canvas's short side the digit covers
 MAX_ROTATION = 12.0  # degrees
+MAX_SLANT = 0.35  # horizontal shift per unit of height: hands lean forward or back
+SQUEEZE_RANGE = (0.7, 1.3)  # width / height: narrow or broad hands
 STROKE_SIZE = 32  # working size (pixels) for thickening / thinning strokes
+PEN_SIZE = 64  # working size (pixels) for redrawing a digit's skeleton with a pen
+PEN_SHARE = 0.5  # of augmented digits, redrawn as pen strokes
+PEN_RANGE = (0.015, 0.12)  # pen radius, as a share of the digit's height
+# matplotlib's bundled fonts (a dev requirement) whose digits are shaped differently from each other
+PEN_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSansMono.ttf", "DejaVuSerif.ttf",
+             "DejaVuSerif-Italic.ttf", "STIXGeneral.ttf", "STIXGeneralItalic.ttf", "cmr10.ttf", "cmss10.ttf",
+             "cmtt10.ttf", "cmti10.ttf")
 
 
 def load_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -45,18 +59,54 @@ def render(digit: np.ndarray, size: int = 128) -> Image.Image:
 
 def render_augmented(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """The digit as a varied real upload: canvas, scale, shift, angle, stroke, paper, noise."""
+    # Stroke weight changes at a fixed working size: cheap, and alike for every canvas size.
+    ink = _ink(digit, (STROKE_SIZE, STROKE_SIZE), Image.Resampling.BICUBIC)
+    if rng.random() < PEN_SHARE:  # drawn with a pen of one width, as on the demo page's pad
+        ink = restroke(np.asarray(_ink(digit, (PEN_SIZE, PEN_SIZE), Image.Resampling.BICUBIC)) > 96,
+                       rng.uniform(*PEN_RANGE))
+    elif rng.random() < 0.5:
+        size = int(rng.choice([3, 3, 5]))
+        ink = ink.filter(ImageFilter.MaxFilter(size) if rng.random() < 0.6 else ImageFilter.MinFilter(size))
+    return _upload(ink, rng)
+
+
+def render_pen_font(label: int, rng: np.random.Generator) -> Image.Image:
+    """`label` in one of matplotlib's bundled fonts, its centre lines redrawn with a pen, then varied as an upload.
+
+    scikit-learn's writers all wrote some digits one way (a 1 with a long flag and no foot, a 6
+    with a short top); fonts add the other common shapes (a 1 with a foot, a round-topped 6,
+    an open 4, a 7 without a bar), and the pen makes them strokes rather than print.
+    """
+    centre = _font_skeletons()[label][int(rng.integers(len(PEN_FONTS)))]
+    return _upload(restroke(centre, rng.uniform(*PEN_RANGE), thin=False), rng)
+
+
+@lru_cache(maxsize=1)
+def _font_skeletons() -> dict[int, list[np.ndarray]]:
+    """Per digit, its centre lines in each of PEN_FONTS (thinning is the slow part: done once)."""
+    fonts = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    out: dict[int, list[np.ndarray]] = {label: [] for label in range(10)}
+    for name in PEN_FONTS:
+        font = ImageFont.truetype(str(fonts / name), PEN_SIZE)
+        for label in range(10):
+            left, top, right, bottom = font.getbbox(str(label))
+            glyph = Image.new("L", (right - left + 4, bottom - top + 4), 0)
+            ImageDraw.Draw(glyph).text((2 - left, 2 - top), str(label), fill=255, font=font)
+            out[label].append(skeleton(np.asarray(glyph) > 128))
+    return out
+
+
+def _upload(ink: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Ink coverage ("L", 255 = ink) placed as a varied upload: squeezed, slanted, turned, on paper."""
     short = int(rng.integers(CANVAS_RANGE[0], CANVAS_RANGE[1] + 1))
     long = short if rng.random() < 0.6 else int(short * rng.uniform(1.0, 1.5))
     width, height = (short, long) if rng.random() < 0.5 else (long, short)
     side = max(8, round(short * rng.uniform(*FILL_RANGE)))
-    # Stroke weight changes at a fixed working size: cheap, and alike for every canvas size.
-    ink = _ink(digit, (STROKE_SIZE, STROKE_SIZE), Image.Resampling.BICUBIC)
-    if rng.random() < 0.5:
-        size = int(rng.choice([3, 3, 5]))
-        ink = ink.filter(ImageFilter.MaxFilter(size) if rng.random() < 0.6 else ImageFilter.MinFilter(size))
-    ink = ink.resize((side, side), Image.Resampling.BICUBIC)
+    aspect = ink.width / ink.height
+    ink = ink.resize((max(4, round(side * aspect * rng.uniform(*SQUEEZE_RANGE))), side), Image.Resampling.BICUBIC)
     if rng.random() < 0.5:  # pen strokes have crisp edges, unlike the blurry upscale
         ink = _sharpen(ink, threshold=rng.uniform(0.25, 0.55))
+    ink = _slant(ink, rng.uniform(-MAX_SLANT, MAX_SLANT))
     ink = ink.rotate(rng.uniform(-MAX_ROTATION, MAX_ROTATION), Image.Resampling.BILINEAR, expand=True)
 
     canvas = Image.new("L", (width, height), 0)
@@ -77,6 +127,50 @@ def render_augmented(digit: np.ndarray, rng: np.random.Generator) -> Image.Image
     if rng.random() < 0.3:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0) * short / 100.0))
     return image
+
+
+def skeleton(mask: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning of a boolean image: the one-pixel-wide centre lines of its strokes."""
+    img = np.pad(mask.astype(np.uint8), 1)
+    for _ in range(mask.size):  # each pass peels one layer; the bound is only a safety net
+        changed = False
+        for step in (0, 1):
+            # Neighbours clockwise from the one above: P2..P9 in Zhang and Suen's naming.
+            n = [np.roll(img, shift, axis=(0, 1)) for shift in
+                 ((1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1))]
+            count = sum(v.astype(np.int32) for v in n)
+            rises = sum(((n[i] == 0) & (n[(i + 1) % 8] == 1)).astype(np.int32) for i in range(8))
+            p2, p4, p6, p8 = n[0], n[2], n[4], n[6]
+            side = (p2 * p4 * p6 == 0) & (p4 * p6 * p8 == 0) if step == 0 else \
+                (p2 * p4 * p8 == 0) & (p2 * p6 * p8 == 0)
+            peel = (img == 1) & (count >= 2) & (count <= 6) & (rises == 1) & side
+            img[peel] = 0
+            changed |= bool(peel.any())
+        if not changed:
+            break
+    return img[1:-1, 1:-1].astype(bool)
+
+
+def restroke(mask: np.ndarray, radius: float, thin: bool = True) -> Image.Image:
+    """The centre lines of `mask` (or `mask` itself, already thin) redrawn with a round pen of `radius`
+    (a share of the height), as coverage "L" at STROKE_SIZE high."""
+    centre = skeleton(mask) if thin else mask
+    if not centre.any():
+        centre = mask
+    pen = radius * centre.shape[0]
+    centre = np.pad(centre, int(np.ceil(pen)) + 1)  # room for the pen past the old edges
+    coverage = np.clip(pen + 0.5 - distance_transform_edt(~centre), 0.0, 1.0)  # a soft, antialiased edge
+    drawn = Image.fromarray(np.rint(coverage * 255).astype(np.uint8), "L")
+    return drawn.resize((max(1, round(STROKE_SIZE * drawn.width / drawn.height)), STROKE_SIZE), Image.Resampling.BOX)
+
+
+def _slant(ink: Image.Image, shear: float) -> Image.Image:
+    """Lean the ink by `shear` (x moves by shear x height, the top to the right when positive), widened to fit."""
+    width, height = ink.size
+    grow = math.ceil(abs(shear) * height)
+    # Image.transform maps each output pixel back to the input: x_in = x_out + shear * (y - height / 2) - grow / 2
+    return ink.transform((width + grow, height), Image.Transform.AFFINE,
+                         (1.0, shear, -shear * height / 2 - grow / 2, 0.0, 1.0, 0.0), Image.Resampling.BILINEAR)
 
 
 def _sharpen(ink: Image.Image, threshold: float) -> Image.Image:

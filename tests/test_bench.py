@@ -27,7 +27,7 @@ def test_bench_smoke_run_writes_every_section(tmp_path: Path) -> None:
                     "(h) explanations", "Not run: no peers venv", "## int8 artifact",
                     "MobileNetV2 int8, 224x224 JPEG", "Process-model variants", "HTTP front ends", "## Soak",
                     "digits, PNG", "1024x768 JPEG", "(i) priorities and deadlines", "(e) Under the same",
-                    "(f) First"):
+                    "(f) First", "Decoding phone photos"):
         assert heading in text, heading
     results = json.loads(output.with_suffix(".json").read_text())
     for entry in results["sets"].values():
@@ -57,4 +57,6 @@ def test_bench_smoke_run_writes_every_section(tmp_path: Path) -> None:
         assert counted["shed_deadline_front"] + counted["shed_deadline_lane"] == \
             deadlines["client"]["statuses"].get("504", 0)
     assert priority["versions"] and all(v["first_ms"] and v["steady_ms"] for v in priority["versions"])
+    for block in results["decode"]["sizes"].values():  # every format decoded in every round
+        assert all(len(row["rounds"]) == 2 and row["bytes"] > 0 for row in block["rows"].values())
     assert set(statuses(priority)) <= {"503", "504"}, statuses(priority)  # shed load only: no other error

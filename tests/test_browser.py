@@ -68,8 +68,8 @@ def test_swagger_ui_authorize_then_predict(keyed_server: str, tmp_path: Path) ->
     from playwright.sync_api import expect, sync_playwright
 
     from tests.support import builders
-    upload = tmp_path / "white.png"
-    upload.write_bytes(builders.encode(builders.solid((255, 255, 255), (32, 32))))
+    upload = tmp_path / "stroke.png"
+    upload.write_bytes(builders.encode(builders.stroke((32, 32))))
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS)

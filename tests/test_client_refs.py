@@ -86,6 +86,7 @@ def test_rejects_other_shapes_and_says_what_is_accepted(ref: str) -> None:
 
 @pytest.mark.parametrize(("key", "expected"), [
     ("a.png", True), ("dir/b.JPG", True), ("c.jpeg", True), ("d.webp", True), ("e.tiff", True),
+    ("f.heic", True), ("g.HEIF", True), ("h.avif", True),
     ("notes.txt", False), ("dir/", False), ("png", False), ("archive.png.zip", False),
 ])
 def test_image_keys(key: str, expected: bool) -> None:

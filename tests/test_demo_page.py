@@ -14,6 +14,7 @@ from PIL import Image
 
 from tests.conftest import ROOT
 from tests.support.browser import CHROMIUM, FLAGS
+from tests.support.pad import bars
 
 pytestmark = pytest.mark.slow
 OUTPUT = ROOT / "test-output"
@@ -48,12 +49,6 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]
     outside = [url for url in requested if urlsplit(url).scheme in {"http", "https", "ws", "wss"}
                and urlsplit(url).hostname != "127.0.0.1"]
     assert not outside, f"the page loaded from outside 127.0.0.1: {outside}"
-
-
-def bars(page) -> list[tuple[str, float]]:
-    items = page.locator("#bars li")
-    return [(items.nth(i).get_attribute("data-label"), float(items.nth(i).get_attribute("data-confidence")))
-            for i in range(items.count())]
 
 
 def picture(page) -> np.ndarray:
@@ -154,6 +149,7 @@ def test_swagger_links_the_page_and_demo_page_false_removes_both(models_dir: Pat
     assert "](/demo)" in client.get("/swagger.json").get_json()["info"]["description"]
     page = client.get("/demo")
     assert page.status_code == 200 and b'<option value="colors"' in page.data and b'href="/"' in page.data
+    assert b"PNG, JPEG, GIF, WebP, BMP, TIFF, HEIC or AVIF" in page.data
     off = create_app({"MODELS_DIR": str(models_dir), "DEMO_PAGE": False}).test_client()
     assert off.get("/demo").status_code == 404 and off.get("/demo").get_json()["error"] == "not_found"
     assert "/demo" not in off.get("/swagger.json").get_json()["info"]["description"]
@@ -164,9 +160,37 @@ def test_with_api_keys_the_page_stays_open_and_asks_for_a_key(models_dir: Path) 
     client = create_app({"MODELS_DIR": str(models_dir), "API_KEYS": "k"}).test_client()
     page = client.get("/demo")
     assert page.status_code == 200 and b'id="key"' in page.data
-    assert client.get("/ui/demo.js").status_code == 200
+    assert all(client.get(f"/ui/{name}.js").status_code == 200 for name in ("demo", "upload", "draw"))
     # Open paths are exact: a model route that merely starts like one still needs the key.
     for path in ("/demo-model/prediction", "/demo/x", "/metrics2/", "/swagger.jsonx"):
         assert client.get(path).status_code == 401, path
     closed = create_app({"MODELS_DIR": str(models_dir), "API_KEYS": "k", "API_KEYS_OPEN": ""}).test_client()
     assert closed.get("/demo").status_code == 401
+
+
+def test_demo_takes_a_heic_the_browser_cannot_show(live_server: str, browser_context, digits_split,
+                                                   tmp_path: Path) -> None:
+    """Chromium shows no HEIC: the answer is the server's, and the picture is shown as the server read it."""
+    import pillow_heif
+    from playwright.sync_api import expect
+
+    from scripts.digits import render
+    _, _, x_test, _ = digits_split
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(render(x_test[0], 256).convert("RGB")).save(buffer, quality=90)
+    photo = tmp_path / "photo.heic"
+    photo.write_bytes(buffer.getvalue())
+    context, _ = browser_context
+    page = context.new_page()
+    page.goto(f"{live_server}/demo")
+    page.locator("#file").set_input_files(str(photo))
+    expect(page.locator("#bars li").first).to_be_visible(timeout=20_000)
+    api = requests.post(f"{live_server}/digits/prediction", files={"image": photo.read_bytes()}, timeout=10).json()
+    shown = bars(page)
+    assert [label for label, _ in shown] == [p["label"] for p in api["predictions"]]
+    np.testing.assert_allclose([c for _, c in shown], [p["confidence"] for p in api["predictions"]], rtol=1e-9)
+    expect(page.locator("#overlay")).to_be_visible(timeout=20_000)
+    expect(page.locator("#preview")).to_be_hidden()
+    expect(page.locator("#explain-note")).to_contain_text("cannot show this picture")
+    assert page.locator("#overlay").evaluate("e => e.complete && e.naturalWidth") >= 256
+    page.close()

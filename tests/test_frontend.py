@@ -20,7 +20,7 @@ from tests.support import builders
 from tests.support.clients import Clients
 
 pytestmark = pytest.mark.slow
-PNG = builders.encode(builders.solid((250, 250, 250), (8, 8)))
+PNG = builders.encode(builders.stroke())
 BOUNDARY = b"XyZ"
 
 

@@ -28,7 +28,7 @@ from util.serve.scheduling import Lanes, Ticket, parse_priority, parse_timeout, 
 
 HIGH, NORMAL, LOW = (scheduling.PRIORITIES[n] for n in ("high", "normal", "low"))
 PHOTO = builders.encode(Image.fromarray(np.random.default_rng(0).integers(0, 256, (600, 600, 3), np.uint8)))
-DIGIT = builders.encode(builders.solid((250, 250, 250), (8, 8)))
+DIGIT = builders.encode(builders.stroke())
 # 27 MB of noise: about 170 ms to decode, so a few of them keep one thread busy for a while.
 BIG = builders.encode(Image.fromarray(np.random.default_rng(1).integers(0, 256, (3000, 3000, 3), np.uint8)))
 

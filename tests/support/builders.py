@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 COLORS = ("red", "green", "blue")
 SHADES = ("dark", "light")
@@ -56,6 +56,13 @@ def encode(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
 
 def solid(color: tuple[int, ...] | int, size: tuple[int, int] = (32, 24), mode: str = "RGB") -> Image.Image:
     return Image.new(mode, size, color)
+
+
+def stroke(size: tuple[int, int] = (8, 8)) -> Image.Image:
+    """Light paper with one dark diagonal stroke: any picture for the digits model, which refuses a blank one."""
+    image = Image.new("RGB", size, (250, 250, 250))
+    ImageDraw.Draw(image).line([(0, 0), (size[0] - 1, size[1] - 1)], fill=(20, 20, 20), width=max(1, size[0] // 8))
+    return image
 
 
 def keras_model(spec):

@@ -6,6 +6,7 @@ import io
 import numpy as np
 from PIL import Image
 
+from util.serve.crop import crop_to_content
 from util.serve.image import Preprocessing, decode, resize, to_mode
 
 LONG_SIDE = (256, 512)  # the overlay's longest side: small images are enlarged, large ones reduced
@@ -16,6 +17,9 @@ def model_view(data: bytes, shape: tuple[int, int, int], p: Preprocessing, max_p
     """The user's image in colour, cut as the model saw it (cropped or padded the same way), at display size."""
     image = to_mode(decode(data, max_pixels, target=(LONG_SIDE[1], LONG_SIDE[1])), 3)
     height, width = shape[:2]
+    if p.crop == "content":
+        # Cut in colour: for a coloured picture the box can differ by a fringe pixel from the model's grey one.
+        image = crop_to_content(image, (width, height), p.crop_margin)
     if p.resize == "stretch":
         # Stretching maps the grid onto the whole image, so the photo keeps its own proportions.
         width, height = image.size

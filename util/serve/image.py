@@ -11,14 +11,27 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
+import PIL.AvifImagePlugin  # noqa: F401 - registers Pillow's AVIF plugin before HEIF's (see below)
+import pillow_heif
 from msgspec import Meta, Struct, structs
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from util.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
 from util.schemas import convert, rule
+from util.serve.crop import crop_to_content
 
 # Pillow identifies more formats than we want to parse from strangers (EPS runs Ghostscript).
-ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP", "TIFF", "DIB"})
+ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP", "TIFF", "DIB", "HEIF", "AVIF"})
+FORMAT_NAMES = "PNG, JPEG, GIF, WebP, BMP, TIFF, HEIC/HEIF or AVIF"  # for people: messages and docs
+# Formats whose decoder can skip work when a smaller picture will do (see `decode`).
+DRAFT_FORMATS = frozenset({"JPEG", "HEIF"})
+# Pillow reads AVIF itself (libavif); pillow-heif adds HEIC/HEIF (libheif + libde265) and has no AV1
+# decoder any more (libheif_info()["AVIF"] is empty). Both claim files branded `mif1`: Pillow tries
+# plugins in the order they were registered and moves on when one refuses a file, so AVIF
+# (registered by the import above) goes first, or an AV1 picture branded `mif1` would reach libheif.
+if not features.check_module("avif"):
+    raise ImportError("this Pillow was built without AVIF support: install the Pillow wheel requirements.txt pins")
+pillow_heif.register_heif_opener()
 Resize = Literal["stretch", "pad", "crop"]
 Scale = Literal["unit", "tf", "torch", "caffe", "raw"]
 Resample = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]  # the keys of RESAMPLING
@@ -32,6 +45,7 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 WHITE = 255
+CROP_HEADROOM = 4
 INPUT_RANGES = {"unit": (0.0, 1.0), "tf": (-1.0, 1.0), "raw": (0.0, 255.0),
                 "torch": (-2.2, 2.7), "caffe": (-124.0, 152.0)}
 
@@ -44,6 +58,9 @@ class Preprocessing(Struct, frozen=True, forbid_unknown_fields=True):
     scale: Scale = "unit"
     invert: bool = False
     autocontrast: bool = False
+    # "content": cut to what is drawn, padded to the input's aspect (util/serve/crop.py); None: the whole picture
+    crop: Literal["content"] | None = None
+    crop_margin: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.1  # of the content's longer side, on every side
     # (height, width) for models whose input size is unknown
     size: Annotated[tuple[Side, Side] | None,
                     rule("preprocessing.size must be [height, width] in pixels (1..4096)")] = None
@@ -56,11 +73,13 @@ class Preprocessing(Struct, frozen=True, forbid_unknown_fields=True):
     def to_dict(self) -> dict[str, Any]:
         d = structs.asdict(self)
         d["size"] = list(self.size) if self.size else None
+        if self.crop is None:
+            del d["crop_margin"]  # means nothing without a crop: listed only with one
         return d
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Identify and fully decode the first frame of `data`, upright, or raise a 4xx error."""
+    """Identify `data` and check its size from the header, no pixel decoded yet, or raise a 4xx error."""
     if not data:
         raise InvalidImage("the uploaded file is empty")
     try:
@@ -73,8 +92,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InvalidImage(f"the uploaded file is not a readable image ({exc.__class__.__name__})") from None
     if image.format not in ACCEPTED_FORMATS:
-        raise UnsupportedMediaType(
-            f"image format {image.format} is not accepted; send PNG, JPEG, GIF, WebP, BMP or TIFF")
+        raise UnsupportedMediaType(f"image format {image.format} is not accepted; send {FORMAT_NAMES}")
     width, height = image.size
     if width < 1 or height < 1:
         raise InvalidImage("the image has no pixels")
@@ -84,20 +102,25 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def decode(data: bytes, max_pixels: int, target: tuple[int, int] | None = None) -> Image.Image:
-    """Decode to a loaded, upright first frame; JPEGs are DCT-downscaled towards `target`."""
+    """Decode to a loaded, upright first frame; JPEG and HEIF decode less when `target` is small."""
     image = open_image(data, max_pixels)
     try:
-        if target and image.format == "JPEG":
-            # Decoding at 1/2..1/8 scale is much faster and still at least the target size.
+        if target and image.format in DRAFT_FORMATS:
+            # Still at least the target size, for much less work: JPEG decodes at 1/2..1/8 scale (DCT
+            # scaling); HEIF decodes an embedded thumbnail instead of the picture when pillow-heif finds
+            # one that is a scaled copy at least this large (phones store one, e.g. 320x240 beside 12 MP).
             side = max(target)
             image.draft(image.mode, (side, side))
-        image.seek(0)  # animated GIF / WebP / multi-page TIFF: the first frame
+        if image.format != "HEIF":  # a HEIF file opens on its primary image, which need not be the first
+            image.seek(0)  # animated GIF / WebP / AVIF, multi-page TIFF: the first frame
         image.load()
         ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright image
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"image is too large in pixels: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError) as exc:
         raise InvalidImage(f"the image data is corrupt or truncated ({exc})") from None
+    except RuntimeError as exc:  # libheif's other failures, e.g. a HEIF holding a codec it was built without
+        raise InvalidImage(f"the image could not be decoded ({exc})") from None
     return image
 
 
@@ -193,13 +216,19 @@ def preprocess_image(image: Image.Image, shape: tuple[int, int, int], p: Preproc
     """A decoded image -> model input of `shape` (height, width, channels)."""
     height, width, channels = shape
     image = to_mode(image, channels)
+    if p.crop == "content":
+        image = crop_to_content(image, (width, height), p.crop_margin)
     image = resize(image, (width, height), p.resize, p.resample)
     return to_array(image, p)
 
 
 def preprocess(data: bytes, shape: tuple[int, int, int], p: Preprocessing, max_pixels: int) -> np.ndarray:
     """Uploaded bytes -> model input of `shape`; raises util.errors on bad input."""
-    image = decode(data, max_pixels, target=(shape[1], shape[0]))
+    # A reduced decode (JPEG's DCT scaling, a HEIC's thumbnail) keeps at least the input size. With a crop
+    # to the content, keep CROP_HEADROOM times that, so content a quarter of the picture's side is still cut
+    # from full detail rather than enlarged from a few pixels.
+    headroom = CROP_HEADROOM if p.crop else 1
+    image = decode(data, max_pixels, target=(shape[1] * headroom, shape[0] * headroom))
     return preprocess_image(image, shape, p)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from util.serve import probes
+from util.serve.crop import BlankImage
 from util.serve.image import input_range, preprocess_image
 from util.serve.plan import Plan
 from util.serve.runtimes import LiteRTRuntime
@@ -18,14 +19,20 @@ BATCH = 8
 # Below this spread of any label's score across very different images, the outputs barely depend
 # on the input (an untrained network): agreement then proves little.
 WEAK_SPREAD = 0.02
+TIE = 0.02  # two labels Keras scores this close are a tie for top-1 agreement
 
 
 def image_inputs(plan: Plan, samples_dir: Path, seed: int) -> tuple[list[str], np.ndarray]:
     """Names and preprocessed arrays (N, H, W, C) of the probe images and the model's samples."""
     height, width, _ = plan.image_shape
-    images = probes.generated((width, height), seed) + probes.samples(samples_dir)
-    arrays = [preprocess_image(image, plan.image_shape, plan.preprocessing) for _, image in images]
-    return [name for name, _ in images], np.stack(arrays).astype(np.float32)
+    names, arrays = [], []
+    for name, image in probes.generated((width, height), seed) + probes.samples(samples_dir):
+        try:
+            arrays.append(preprocess_image(image, plan.image_shape, plan.preprocessing))
+        except BlankImage:  # a solid colour, for a model that crops to content: the server refuses it too
+            continue
+        names.append(name)
+    return names, np.stack(arrays).astype(np.float32)
 
 
 def random_inputs(plan: Plan, seed: int) -> np.ndarray:
@@ -51,7 +58,10 @@ def verify(source: Source, flatbuffer: bytes, plan: Plan, samples_dir: Path, see
     ref_random, lite_random = _both(source, runtime, random_inputs(plan, seed), plan)
     ref_images, lite_images = _both(source, runtime, images, plan)
     scores_ref, scores_lite = plan.outputs.scores(ref_images), plan.outputs.scores(lite_images)
-    agree = scores_ref.argmax(axis=1) == scores_lite.argmax(axis=1)
+    # A pick Keras itself scores within TIE of its best is a tie, not a disagreement: on a probe shape
+    # no label fits (0.300 against 0.293), int8's rounding may fall either way without being worse.
+    picked = scores_ref[np.arange(len(scores_ref)), scores_lite.argmax(axis=1)]
+    agree = picked >= scores_ref.max(axis=1) - TIE
     spread = float((scores_ref.max(axis=0) - scores_ref.min(axis=0)).max())
     low, high = input_range(plan.preprocessing)
     return {

@@ -1,5 +1,8 @@
-// The demo page: choose an image, classify it with POST /<model>/prediction, and show why with
-// POST /<model>/explanation. No build step, no outside assets.
+// The demo page's core: the model, version and top-k pickers, classifying a picture with POST
+// /<model>/prediction (or a version's route), the answer's bars, and why (.../explanation). The
+// pictures come from upload.js (file, drop, paste, camera) and draw.js (the pad). No build step, no
+// outside assets. Every prediction goes through one channel (pump): at most one request in flight,
+// and only the answer for what is asked now is shown.
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
@@ -7,7 +10,15 @@
   const model = $("model");
   if (!model) return; // no model served: the page says so
 
-  const state = { file: null, previewUrl: null, overlayFor: null, request: 0 };
+  const state = {
+    subject: null,   // () => Promise<File|null>: the picture to classify, read when it is sent
+    kind: null,      // "upload" (file, paste, camera) or "drawing"
+    generation: 0,   // bumped when the picture or a setting changes: an answer for an older one is dropped
+    busy: false,     // a prediction is in flight
+    again: false,    // asked to send while busy: send once it returns
+    shown: null,     // the answer on screen: {file, kind, answer, path, explanation, elapsed}
+    overlayFor: null, explaining: false, previewUrl: null,
+  };
   $("limit").textContent = megabytes(settings.maxBytes);
 
   function megabytes(bytes) {
@@ -31,6 +42,11 @@
     box.hidden = !text;
   }
 
+  function showResult(visible) {
+    $("result").hidden = !visible;
+    $("prompt").hidden = visible;
+  }
+
   // The server's JSON errors carry a sentence for people; anything else gets a plain one.
   async function problem(response) {
     try {
@@ -40,55 +56,133 @@
     return "The server answered " + response.status + " " + response.statusText + ".";
   }
 
-  // POST the image (and any extra fields) to one of the model's routes; a network failure throws.
-  function send(route, file, accept, extra) {
+  // The versions and the top-k bound follow the chosen model (and version: versions may differ in labels).
+  function current() {
+    return settings.models[model.value];
+  }
+
+  function fillVersions() {
+    const picker = $("version");
+    picker.replaceChildren(...current().versions.map((v) => {
+      const option = new Option("v" + v.version + (v.version === current().default ? " (default)" : ""), v.version);
+      option.selected = v.version === current().default;
+      return option;
+    }));
+    boundTopK();
+  }
+
+  function chosen() {
+    return current().versions.find((v) => String(v.version) === $("version").value) || current().versions[0];
+  }
+
+  // top_k within 1..the chosen version's labels; what a half-typed box holds is bounded when it is sent.
+  function topK() {
+    const value = Math.round(Number($("top-k").value));
+    return Math.min(Number.isFinite(value) && value >= 1 ? value : 5, chosen().labels);
+  }
+
+  function boundTopK() {
+    $("top-k").max = chosen().labels;
+    $("top-k").value = topK();
+  }
+
+  // Where the request goes: the default version answers on the model's own routes, as a client would call them.
+  function routes() {
+    const version = Number($("version").value);
+    const base = "/" + encodeURIComponent(model.value) + "/" +
+      (version === current().default ? "" : "versions/" + version + "/");
+    return { prediction: base + "prediction", explanation: base + "explanation", topK: topK() };
+  }
+
+  // POST the image (and any extra fields) to one route; a network failure throws.
+  function send(path, file, accept, extra) {
     const form = new FormData();
     form.append("image", file, file.name || "image.png");
     Object.entries(extra || {}).forEach(([name, value]) => form.append(name, value));
-    return fetch("/" + encodeURIComponent(model.value) + "/" + route,
-                 { method: "POST", body: form, headers: headers({ Accept: accept }) });
+    return fetch(path, { method: "POST", body: form, headers: headers({ Accept: accept }) });
   }
 
-  function choose(file) {
-    if (!file) return;
-    fail("");
-    if (file.size > settings.maxBytes) {
-      fail("That file is " + megabytes(file.size) + "; this server accepts images up to " +
-           megabytes(settings.maxBytes) + ".");
-      return;
-    }
-    state.file = file;
-    state.overlayFor = null;
-    if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
-    state.previewUrl = URL.createObjectURL(file);
-    $("preview").src = state.previewUrl;
-    $("preview").alt = "The image you chose" + (file.name ? ": " + file.name : "");
-    $("overlay").hidden = true;
-    classify();
+  // A new picture to classify now (an upload), or one still changing (a stroke being drawn: the pad
+  // calls pump when it wants an answer). Either way an answer in flight is for an older picture.
+  function want(subject, kind) {
+    changed(subject, kind);
+    pump();
   }
 
-  async function classify() {
-    if (!state.file) return;
-    const ticket = ++state.request; // an answer to an older request is dropped
-    say("Classifying…");
-    const started = performance.now();
-    let response;
+  function changed(subject, kind) {
+    state.subject = subject;
+    state.kind = kind;
+    state.generation++;
+  }
+
+  async function pump() {
+    if (state.busy) { state.again = true; return; }
+    if (!state.subject) return;
+    state.busy = true;
+    state.again = false;
+    const generation = state.generation, kind = state.kind, where = routes();
+    let outcome = null;
     try {
-      response = await send("prediction", state.file, "application/json");
+      const file = await state.subject(); // null: nothing to send (a blank drawing)
+      if (file) {
+        say("Classifying…");
+        outcome = await predict(file, where);
+        Object.assign(outcome, { file, kind });
+      }
+    } finally {
+      state.busy = false;
+    }
+    if (outcome && generation === state.generation) present(outcome);
+    // Asked again while this one was out, for a picture or settings that changed since: the last one wins.
+    if (state.again && generation !== state.generation) pump();
+  }
+
+  async function predict(file, where) {
+    const started = performance.now();
+    try {
+      const response = await send(where.prediction, file, "application/json", { top_k: where.topK });
+      const elapsed = performance.now() - started;
+      if (!response.ok) return { error: await problem(response) };
+      return { answer: await response.json(), elapsed, path: where.prediction, explanation: where.explanation };
     } catch (error) {
-      if (ticket === state.request) { say(""); fail("The server cannot be reached (" + error.message + ")."); }
-      return;
+      return { error: "The server cannot be reached (" + error.message + ")." };
     }
-    const elapsed = performance.now() - started;
-    if (ticket !== state.request) return;
-    if (!response.ok) {
+  }
+
+  function present(outcome) {
+    if (outcome.error) {
       say("");
-      $("result").hidden = true;
-      fail(await problem(response));
+      state.shown = null;
+      showResult(false);
+      fail(outcome.error);
       return;
     }
-    const answer = await response.json();
-    show(answer, elapsed);
+    fail("");
+    const answer = outcome.answer;
+    state.shown = outcome;
+    if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+    state.previewUrl = URL.createObjectURL(outcome.file);
+    const preview = $("preview");
+    preview.hidden = false;
+    preview.closest(".stack").classList.remove("unviewable");
+    // The server reads formats a browser may not show (HEIC in Chromium): then show the picture as the
+    // server read it, which is what the explanation image is drawn on.
+    preview.onerror = () => {
+      if (state.shown !== outcome) return;
+      preview.hidden = true;
+      preview.closest(".stack").classList.add("unviewable");
+      $("explain").checked = true;
+      explain().then(() => {
+        const note = "This browser cannot show this picture; here it is as the server read it. ";
+        if (state.shown === outcome) $("explain-note").prepend(note);
+      });
+    };
+    preview.src = state.previewUrl;
+    preview.alt = outcome.kind === "drawing" ? "Your drawing"
+      : "The image you chose" + (outcome.file.name ? ": " + outcome.file.name : "");
+    $("overlay").hidden = true;
+    $("explain-note").textContent = "";
+    show(answer, outcome);
     say(answer.label + ", " + percent(answer.confidence) + " confident.");
     if ($("explain").checked) explain();
   }
@@ -98,7 +192,7 @@
     return (100 * value).toFixed(value >= 0.995 || value < 0.001 ? 1 : 2).replace(/\.?0+$/, "") + "%";
   }
 
-  function show(answer, elapsed) {
+  function show(answer, outcome) {
     $("top-label").textContent = answer.label;
     $("top-confidence").textContent = percent(answer.confidence);
     const bars = $("bars");
@@ -123,39 +217,51 @@
       item.append(name, track, value);
       bars.appendChild(item);
     }
-    $("timing").textContent = "Answered in " + Math.round(elapsed) + " ms by " + answer.model + " v" +
-      answer.version + ".";
-    $("result").hidden = false;
+    // Which version answered, from the answer itself, and the route it came from: the page is a client.
+    const link = document.createElement("a");
+    link.href = "/" + encodeURIComponent(answer.model) + "/versions/" + answer.version + "/";
+    link.textContent = answer.model + " v" + answer.version;
+    link.title = "This version's metadata (GET " + link.getAttribute("href") + ")";
+    const route = document.createElement("code");
+    route.textContent = "POST " + outcome.path;
+    $("timing").replaceChildren("Answered in " + Math.round(outcome.elapsed) + " ms by ", link, " — ", route);
+    showResult(true);
   }
 
+  // One explanation at a time, for the answer on screen; one that returns for an older answer is dropped.
   async function explain() {
-    const overlay = $("overlay");
-    if (!state.file) return;
-    if (state.overlayFor === state.file) { overlay.hidden = false; return; }
-    const file = state.file;
+    const overlay = $("overlay"), shown = state.shown;
+    if (!shown) return;
+    if (state.overlayFor === shown) { overlay.hidden = false; return; }
+    if (state.explaining) return; // the one in flight asks again for this answer when it returns
+    state.explaining = true;
     $("explain-note").textContent = "Computing the explanation…";
     const started = performance.now();
-    let response;
+    let response = null, error = "";
     try {
       // Log-odds: a confident model's probability barely moves, its evidence still does.
-      response = await send("explanation", file, "image/png", { measure: "log_odds" });
-    } catch (error) {
-      $("explain-note").textContent = "";
-      fail("The explanation could not be fetched (" + error.message + ").");
+      response = await send(shown.explanation, shown.file, "image/png", { measure: "log_odds" });
+      if (!response.ok) error = await problem(response);
+    } catch (failure) {
+      error = "The explanation could not be fetched (" + failure.message + ").";
+    } finally {
+      state.explaining = false;
+    }
+    if (shown !== state.shown) { // the answer changed meanwhile: explain the one on screen instead
+      if (state.shown && $("explain").checked) explain();
       return;
     }
-    if (file !== state.file) return;
-    if (!response.ok) {
+    if (error) {
       $("explain-note").textContent = "";
-      fail(await problem(response));
+      fail(error);
       return;
     }
     const blob = await response.blob();
     const label = decodeURIComponent(response.headers.get("X-Explanation-Label") || "");
     if (overlay.src) URL.revokeObjectURL(overlay.src);
     overlay.onload = () => {
-      overlay.hidden = !$("explain").checked;
-      state.overlayFor = file;
+      overlay.hidden = !$("explain").checked || shown !== state.shown;
+      state.overlayFor = shown;
     };
     overlay.src = URL.createObjectURL(blob);
     overlay.alt = "Heat map over the image: the regions that support the label " + label;
@@ -163,66 +269,31 @@
       " passes in " + Math.round(performance.now() - started) + " ms.";
   }
 
+  // The pad's Clear (or its last stroke undone): the drawing's answer goes, the prompt comes back.
+  function withdraw(kind, text) {
+    if (state.kind === kind) {
+      changed(null, null);
+      state.shown = null;
+      showResult(false);
+      fail("");
+    }
+    say(text);
+  }
+
+  // A setting changed: the same picture is asked again (an answer for the old settings is dropped).
+  function resend() {
+    if (state.subject) want(state.subject, state.kind);
+  }
+
   $("explain").addEventListener("change", (event) => {
     if (event.target.checked) explain();
     else $("overlay").hidden = true;
   });
-  model.addEventListener("change", () => { state.overlayFor = null; $("overlay").hidden = true; classify(); });
-  $("file").addEventListener("change", (event) => { choose(event.target.files[0]); event.target.value = ""; });
+  model.addEventListener("change", () => { fillVersions(); resend(); });
+  $("version").addEventListener("change", () => { boundTopK(); resend(); });
+  $("top-k").addEventListener("change", () => { boundTopK(); resend(); });
+  fillVersions();
 
-  const drop = $("drop");
-  drop.addEventListener("keydown", (event) => {
-    if (event.target === drop && (event.key === "Enter" || event.key === " ")) {
-      event.preventDefault();
-      $("file").click();
-    }
-  });
-  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    drop.classList.remove("over");
-    choose(event.dataTransfer.files[0]);
-  });
-  document.addEventListener("paste", (event) => {
-    const item = Array.from(event.clipboardData ? event.clipboardData.files : []).find(Boolean);
-    if (item) choose(item);
-  });
-
-  // The camera, where the browser offers one (a secure context: https or localhost).
-  const media = navigator.mediaDevices;
-  if (media && media.getUserMedia) {
-    const video = $("video");
-    let stream = null;
-    const stop = () => {
-      if (stream) stream.getTracks().forEach((track) => track.stop());
-      stream = null;
-      $("camera-panel").hidden = true;
-    };
-    $("camera").hidden = false;
-    $("camera").addEventListener("click", async () => {
-      fail("");
-      try {
-        stream = await media.getUserMedia({ video: { facingMode: "environment" }, audio: false });
-      } catch (error) {
-        fail("The camera is not available (" + error.message + ").");
-        return;
-      }
-      video.srcObject = stream;
-      $("camera-panel").hidden = false;
-      await video.play();
-      $("snap").focus();
-    });
-    $("snap").addEventListener("click", () => {
-      const canvas = document.createElement("canvas");
-      canvas.width = video.videoWidth;
-      canvas.height = video.videoHeight;
-      canvas.getContext("2d").drawImage(video, 0, 0);
-      canvas.toBlob((blob) => {
-        stop();
-        choose(new File([blob], "camera.png", { type: "image/png" }));
-      }, "image/png");
-    });
-    $("camera-cancel").addEventListener("click", stop);
-  }
+  // For the ways in: upload.js (file, drop, paste, camera) and draw.js (the pad).
+  window.demo = { want, changed, pump, withdraw, say, fail, megabytes, title: () => current().title };
 })();
