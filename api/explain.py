@@ -46,8 +46,8 @@ def explanation_parser(served: ServedModel) -> reqparse.RequestParser:
 @doc.response(415, "Not multipart/form-data, or an image format that is not accepted", schemas.ERRORS[415])
 @doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.ERRORS[413])
 @doc.response(406, "Accept names neither image/png nor application/json", schemas.ERRORS[406])
-@doc.response(400, "Missing `image`; not an image; a label the model does not have; a grid above the bound",
-              schemas.ERRORS[400])
+@doc.response(400, "Missing `image`; not an image; a blank picture for a model that crops to its content; a label "
+              "the model does not have; a grid above the bound", schemas.ERRORS[400])
 class Explanation(ModelResource):
     @doc.produces(TYPES)
     @doc.response(200, "A PNG of the heat map over the image as the model saw it (Accept: image/png, the "

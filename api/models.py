@@ -173,8 +173,8 @@ class ModelResource(Resource):
 @doc.response(422, "Image larger than MAX_IMAGE_PIXELS", schemas.ERRORS[422])
 @doc.response(415, "Not multipart/form-data, or an image format that is not accepted", schemas.ERRORS[415])
 @doc.response(413, "Request body larger than MAX_CONTENT_LENGTH", schemas.ERRORS[413])
-@doc.response(400, "Missing `image` field; empty, corrupt or non-image file; bad `top_k` or `threshold`",
-              schemas.ERRORS[400])
+@doc.response(400, "Missing `image` field; empty, corrupt or non-image file; a blank picture for a model that "
+              "crops to its content (`blank_image`); bad `top_k` or `threshold`", schemas.ERRORS[400])
 @doc.response(504, "The deadline (X-Request-Timeout, REQUEST_TIMEOUT) passed before inference: not run",
               schemas.ERRORS[504])
 class Prediction(ModelResource):
