@@ -59,12 +59,12 @@ def render(digit: np.ndarray, size: int = 128) -> Image.Image:
 
 def render_augmented(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """The digit as a varied real upload: canvas, scale, shift, angle, stroke, paper, noise."""
+    if rng.random() < PEN_SHARE:  # drawn with a pen of one width, as on the demo page's pad
+        return _upload(restroke(np.asarray(_ink(digit, (PEN_SIZE, PEN_SIZE), Image.Resampling.BICUBIC)) > 96,
+                                rng.uniform(*PEN_RANGE)), rng)
     # Stroke weight changes at a fixed working size: cheap, and alike for every canvas size.
     ink = _ink(digit, (STROKE_SIZE, STROKE_SIZE), Image.Resampling.BICUBIC)
-    if rng.random() < PEN_SHARE:  # drawn with a pen of one width, as on the demo page's pad
-        ink = restroke(np.asarray(_ink(digit, (PEN_SIZE, PEN_SIZE), Image.Resampling.BICUBIC)) > 96,
-                       rng.uniform(*PEN_RANGE))
-    elif rng.random() < 0.5:
+    if rng.random() < 0.5:
         size = int(rng.choice([3, 3, 5]))
         ink = ink.filter(ImageFilter.MaxFilter(size) if rng.random() < 0.6 else ImageFilter.MinFilter(size))
     return _upload(ink, rng)

@@ -16,7 +16,7 @@ import requests
 
 from tests.conftest import ROOT
 from tests.support.browser import CHROMIUM, FLAGS
-from tests.support.pad import COUNT_FETCHES, Sent, bars, canvas, draw, pixels, settled, touch
+from tests.support.pad import COUNT_FETCHES, Sent, bars, canvas, draw, pixels, settled, shows, touch
 
 pytestmark = pytest.mark.slow
 OUTPUT = ROOT / "test-output"
@@ -62,9 +62,7 @@ def answers_as_the_api(page, sent: Sent, base: str) -> dict:
     api = requests.post(base + path, files={"image": ("drawing.png", png, "image/png")}, data=form, timeout=10)
     assert api.status_code == 200, api.text
     answer = api.json()
-    shown = bars(page)
-    assert [label for label, _ in shown] == [p["label"] for p in answer["predictions"]]
-    np.testing.assert_allclose([c for _, c in shown], [p["confidence"] for p in answer["predictions"]], rtol=1e-9)
+    shows(page, answer)
     expect(page.locator("#top-label")).to_have_text(answer["label"])
     link = page.get_by_role("link", name=f"{answer['model']} v{answer['version']}")
     expect(link).to_have_attribute("href", f"/{answer['model']}/versions/{answer['version']}/")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.conftest import ROOT
 from tests.support.browser import CHROMIUM, FLAGS
-from tests.support.pad import bars
+from tests.support.pad import bars, shows
 
 pytestmark = pytest.mark.slow
 OUTPUT = ROOT / "test-output"
@@ -67,9 +67,7 @@ def test_demo_classifies_explains_and_reports_errors(live_server: str, browser_c
     page.locator("#file").set_input_files(str(digit))
     expect(page.locator("#bars li").first).to_be_visible(timeout=20_000)
     api = requests.post(f"{live_server}/digits/prediction", files={"image": digit.read_bytes()}, timeout=10).json()
-    shown = bars(page)
-    assert [label for label, _ in shown] == [p["label"] for p in api["predictions"]]
-    np.testing.assert_allclose([c for _, c in shown], [p["confidence"] for p in api["predictions"]], rtol=1e-9)
+    shown = shows(page, api)
     assert shown[0][0] == "5"
     expect(page.locator("#top-label")).to_have_text(api["label"])
     expect(page.locator("#timing")).to_contain_text("Answered in")
@@ -186,9 +184,7 @@ def test_demo_takes_a_heic_the_browser_cannot_show(live_server: str, browser_con
     page.locator("#file").set_input_files(str(photo))
     expect(page.locator("#bars li").first).to_be_visible(timeout=20_000)
     api = requests.post(f"{live_server}/digits/prediction", files={"image": photo.read_bytes()}, timeout=10).json()
-    shown = bars(page)
-    assert [label for label, _ in shown] == [p["label"] for p in api["predictions"]]
-    np.testing.assert_allclose([c for _, c in shown], [p["confidence"] for p in api["predictions"]], rtol=1e-9)
+    shows(page, api)
     expect(page.locator("#overlay")).to_be_visible(timeout=20_000)
     expect(page.locator("#preview")).to_be_hidden()
     expect(page.locator("#explain-note")).to_contain_text("cannot show this picture")

@@ -97,6 +97,14 @@ def bars(page) -> list[tuple[str, float]]:
             for i in range(items.count())]
 
 
+def shows(page, answer: dict) -> list[tuple[str, float]]:
+    """Assert the page's bars are `answer`'s predictions, labels and confidences; the bars."""
+    shown = bars(page)
+    assert [label for label, _ in shown] == [p["label"] for p in answer["predictions"]]
+    np.testing.assert_allclose([c for _, c in shown], [p["confidence"] for p in answer["predictions"]], rtol=1e-9)
+    return shown
+
+
 def settled(page, sent: Sent, path: str = "") -> None:
     """Wait until the drawing on the pad has been sent (to `path`, if given) and its answer has come back;
     not for a pause in the traffic: on a busy machine the page may take a while to send."""

@@ -75,14 +75,14 @@ def record(names: list[str], reference: np.ndarray, served: np.ndarray, toleranc
     """The manifest's `answers`: Keras' top scores per image, and the tolerance the served artifact needs."""
     deviation = float(np.abs(reference - served).max()) if len(names) else 0.0
     tol = max(tolerance, MARGIN * deviation)
-    exempt = [n for n, r, s in zip(names, reference, served, strict=True) if not _same_top1(r, s, tol)]
+    exempt = [n for n, r, s in zip(names, reference, served, strict=True) if not same_top1(r, s, tol)]
     images = [{"name": n, "top": [[int(i), float(r[i])] for i in np.argsort(-r, kind="stable")[:TOP]]}
               for n, r in zip(names, reference, strict=True)]
     return {"reference": "keras", "tolerance": tol, "compile_deviation": deviation, "images": images,
             "top1_exempt": exempt}
 
 
-def _same_top1(expected: np.ndarray, actual: np.ndarray, tol: float) -> bool:
+def same_top1(expected: np.ndarray, actual: np.ndarray, tol: float) -> bool:
     """Same best label, or a tie within `tol` (the expected best is as good as the best here)."""
     best = int(np.argmax(expected))
     return int(np.argmax(actual)) == best or actual[best] >= actual.max() - tol
