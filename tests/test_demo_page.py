@@ -169,15 +169,13 @@ def test_with_api_keys_the_page_stays_open_and_asks_for_a_key(models_dir: Path) 
 def test_demo_takes_a_heic_the_browser_cannot_show(live_server: str, browser_context, digits_split,
                                                    tmp_path: Path) -> None:
     """Chromium shows no HEIC: the answer is the server's, and the picture is shown as the server read it."""
-    import pillow_heif
     from playwright.sync_api import expect
 
     from scripts.digits import render
+    from tests.support.images import heic
     _, _, x_test, _ = digits_split
-    buffer = io.BytesIO()
-    pillow_heif.from_pillow(render(x_test[0], 256).convert("RGB")).save(buffer, quality=90)
     photo = tmp_path / "photo.heic"
-    photo.write_bytes(buffer.getvalue())
+    photo.write_bytes(heic(render(x_test[0], 256).convert("RGB")))
     context, _ = browser_context
     page = context.new_page()
     page.goto(f"{live_server}/demo")

@@ -15,25 +15,12 @@ from PIL import AvifImagePlugin, Image
 
 from client import is_image_key
 from client.api import guess_content_type
-from tests.support.images import APP_MAX_PIXELS, encode, solid
+from tests.support.images import APP_MAX_PIXELS, avif, encode, heic, solid
 from util import errors
 from util.serve.image import FORMAT_NAMES, Preprocessing, decode, preprocess
 
-QUALITY = 90
 ORIENTATION = 0x0112  # EXIF tag; 6 = turn the stored picture 90 degrees clockwise to show it
 FAST = {"preset": "ultrafast"}  # x265: big flat test pictures in a fraction of a second
-
-
-def heic(image: Image.Image, **params: object) -> bytes:
-    buf = io.BytesIO()
-    pillow_heif.from_pillow(image).save(buf, **{"quality": QUALITY, **params})
-    return buf.getvalue()
-
-
-def avif(image: Image.Image, **params: object) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "AVIF", **{"quality": QUALITY, **params})
-    return buf.getvalue()
 
 
 ENCODERS: dict[str, Callable[..., bytes]] = {"heic": heic, "avif": avif}

@@ -20,10 +20,12 @@ import zlib
 from typing import NamedTuple
 
 import numpy as np
+import pillow_heif
 from PIL import Image
 
 APP_MAX_PIXELS = 4_000_000  # mirrors MAX_IMAGE_PIXELS in tests/conftest.py's `app`
 ORIENTATION = 0x0112  # EXIF tag
+PHONE_QUALITY = 90  # HEIC and AVIF test pictures
 PATCH = (255, 0, 0)  # the marker patch in the EXIF-rotated JPEGs
 EXIF_SIZE = (48, 16)  # stored (width, height); displayed 16x48 after a 90-degree rotation
 LEVEL_16 = 20000  # of 65535: 78/255 when scaled (dark), 255 when clipped (light)
@@ -48,6 +50,18 @@ def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
     buf = io.BytesIO()
     image.save(buf, fmt, **params)
     return buf.getvalue()
+
+
+def heic(image: Image.Image, **params: object) -> bytes:
+    """`image` as a phone's HEIC (pillow-heif's encoder; Pillow has none)."""
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(image).save(buf, **{"quality": PHONE_QUALITY, **params})
+    return buf.getvalue()
+
+
+def avif(image: Image.Image, **params: object) -> bytes:
+    """`image` as AVIF (Pillow's own encoder)."""
+    return encode(image, "AVIF", **{"quality": PHONE_QUALITY, **params})
 
 
 def solid(color: tuple[int, ...] | int, size: tuple[int, int] = (32, 24), mode: str = "RGB") -> Image.Image:
